@@ -1,0 +1,137 @@
+"""FastAPI app factory: thin routes over ``ChatService``, errors mapped in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.backends import load_backend
+from server.backends.base import Backend
+from server.errors import APIError, AuthenticationFailed, error_body, validation_error
+from server.metrics import Metrics
+from server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
+from server.serving import ChatService
+from server.settings import Settings
+from server.streaming import stream_chunks
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
+    """The server; ``backend`` defaults to the one ``settings.backend`` names, loaded at startup."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = backend or load_backend(settings)
+        info = await engine.start()
+        app.state.service = ChatService(engine, info, settings, app.state.metrics)
+        log.info("serving %s with the %s backend", info.name, settings.backend)
+        try:
+            yield
+        finally:
+            await engine.close()
+
+    app = FastAPI(title="Hammer function-calling server", version="0.1.0", lifespan=lifespan)
+    app.state.metrics = Metrics()
+    app.state.settings = settings
+    _install_error_handlers(app)
+    _install_middleware(app, settings)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models", response_model=ModelList)
+    async def models(request: Request) -> ModelList:
+        return ModelList(data=[ModelCard(id=request.app.state.service.info.name)])
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        service: ChatService = request.app.state.service
+        prepared = service.prepare(body)
+        if body.stream:
+            service.gate.check()  # a full queue answers 429 before the stream starts
+            return StreamingResponse(stream_chunks(service, prepared), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return await _until_disconnected(request, service.complete(prepared))
+
+    return app
+
+
+async def _until_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
+    """Run ``work``, cancelling it (and freeing its generation slot) if the client goes away."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.25)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return Response(status_code=499)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error = validation_error(list(exc.errors()))
+        return JSONResponse(error.body(), status_code=error.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("The server had an error while processing your request.", "server_error"),
+                            status_code=500)
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    keys = [k.encode() for k in settings.api_key]
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        if keys and request.url.path not in PUBLIC_PATHS and not _authorized(request, keys):
+            error = AuthenticationFailed("Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
+                                         code="invalid_api_key")
+            response: Response = JSONResponse(error.body(), status_code=401)
+        else:
+            response = await call_next(request)
+        metrics: Metrics = request.app.state.metrics
+        matched = request.scope.get("route")  # the route template keeps label values bounded
+        route = getattr(matched, "path", "unmatched")
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+
+def _authorized(request: Request, keys: list[bytes]) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    supplied = token.strip().encode() if scheme.lower() == "bearer" else b""
+    # Compare against every key so the time taken does not reveal which one nearly matched.
+    return any([hmac.compare_digest(supplied, key) for key in keys])

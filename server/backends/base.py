@@ -1,0 +1,70 @@
+"""The small interface every inference backend implements."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Literal, Mapping, Sequence
+
+from server.constraints import OutputConstraint
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    params: SamplingParams
+    constraint: OutputConstraint | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """New text; the last chunk of a generation also carries why it ended and its token count."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    completion_tokens: int = 0
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    context_length: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """An inference engine: loads a model, renders chat templates, generates text.
+
+    ``generate`` must stop its work promptly when the iterator is closed or the
+    task awaiting it is cancelled (a client that disconnects frees its slot).
+    """
+
+    #: Generations the engine runs at once; the serving layer queues the rest.
+    max_concurrency: int = 1
+
+    @abc.abstractmethod
+    async def start(self) -> ModelInfo: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model."""
+
+    @abc.abstractmethod
+    def count_tokens(self, prompt: str) -> int: ...
+
+    @abc.abstractmethod
+    def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """Prompt text from the model's own chat template (requests without tools)."""
+
+    @abc.abstractmethod
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]: ...

@@ -1,0 +1,1 @@
+"""Subcommands of the ``hammer`` console script."""

