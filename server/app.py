@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
-import time
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,8 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.backends import load_backend
 from server.backends.base import Backend
-from server.errors import APIError, AuthenticationFailed, error_body, validation_error
+from server.errors import APIError, error_body, validation_error
 from server.metrics import Metrics
+from server.middleware import AuthAndMetricsMiddleware
 from server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
 from server.serving import ChatService
 from server.settings import Settings
@@ -25,7 +24,6 @@ from server.streaming import stream_chunks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-PUBLIC_PATHS = frozenset({"/health"})
 
 
 def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
@@ -46,7 +44,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.settings = settings
     _install_error_handlers(app)
-    _install_middleware(app, settings)
+    app.add_middleware(AuthAndMetricsMiddleware, api_keys=settings.api_key, metrics=app.state.metrics)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -107,31 +105,3 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body("The server had an error while processing your request.", "server_error"),
                             status_code=500)
-
-
-def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    keys = [k.encode() for k in settings.api_key]
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        if keys and request.url.path not in PUBLIC_PATHS and not _authorized(request, keys):
-            error = AuthenticationFailed("Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
-                                         code="invalid_api_key")
-            response: Response = JSONResponse(error.body(), status_code=401)
-        else:
-            response = await call_next(request)
-        metrics: Metrics = request.app.state.metrics
-        matched = request.scope.get("route")  # the route template keeps label values bounded
-        route = getattr(matched, "path", "unmatched")
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
-        return response
-
-
-def _authorized(request: Request, keys: list[bytes]) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    supplied = token.strip().encode() if scheme.lower() == "bearer" else b""
-    # Compare against every key so the time taken does not reveal which one nearly matched.
-    return any([hmac.compare_digest(supplied, key) for key in keys])

@@ -11,6 +11,9 @@ from typing import Sequence
 COMMANDS: dict[str, str] = {
     "serve": "server.commands.serve",
     "prompt": "server.commands.prompt",
+    "data": "training.commands.data",
+    "train": "training.commands.train",
+    "export": "training.commands.export",
 }
 
 

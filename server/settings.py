@@ -17,7 +17,7 @@ EMBEDDED_NAME = "smollm2-135m-instruct"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HAMMER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="HAMMER_", extra="ignore", env_ignore_empty=True)
 
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, description="port to listen on")

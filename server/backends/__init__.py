@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from server.settings import Settings
 
 BACKENDS: dict[str, str] = {
-    "llama": "server.backends.llama_cpp:LlamaCppBackend",
+    "llama": "server.backends.llamacpp:LlamaCppBackend",
     "vllm": "server.backends.vllm:VLLMBackend",
     "fake": "server.backends.fake:FakeBackend",
 }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import os
+import re
 import threading
-from typing import Any, AsyncIterator, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
@@ -20,9 +22,24 @@ from server.errors import BackendUnavailable
 from server.settings import Settings
 
 
+# llama-cpp-python's converter lets raw control characters into strings (invalid JSON).
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+# ...and spells ``maxLength: n`` as n nested optionals, which llama.cpp cannot parse for large n.
+_NESTED_CHARS = re.compile(r"(?:\(char )*\(char\)\?(?:\)\?)*")
+
+
 def constraint_grammar(constraint: OutputConstraint) -> str:
-    """GBNF for ``prefix + JSON(schema) + suffix``, from llama.cpp's own schema converter."""
+    """GBNF for ``prefix + JSON(schema) + suffix``, from llama.cpp's own schema converter.
+
+    >>> g = constraint_grammar(OutputConstraint({"type": "string", "maxLength": 3}, "<", ">"))
+    >>> print(g.splitlines()[0]); "char{0,3}" in g, "x7F" in g  # control characters excluded
+    root ::= "<" json-value ">"
+    (True, True)
+    """
     gbnf = json_schema_to_gbnf(json.dumps(constraint.json_schema))
+    gbnf = gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
+    gbnf = _NESTED_CHARS.sub(lambda m: f"char{{0,{m.group(0).count('char')}}}", gbnf)
     body = gbnf.replace("root ::=", "json-value ::=", 1)
     literal = lambda s: json.dumps(s)  # GBNF string literals use JSON escapes  # noqa: E731
     return f"root ::= {literal(constraint.prefix)} json-value {literal(constraint.suffix)}\n{body}"
@@ -34,17 +51,19 @@ class LlamaCppBackend(Backend):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._llama: llama_cpp.Llama | None = None
-        # The thread decoding now; the next generation waits for it even if its client left.
-        self._busy = threading.Lock()
+        # Held while a decoding thread runs, released by that thread when it ends: the next
+        # generation waits for it even if the previous client left and its task was cancelled.
+        self._idle = asyncio.Lock()
 
     async def start(self) -> ModelInfo:
         path = self._settings.model_path()
         if not os.path.isfile(path):
             raise BackendUnavailable(f"model file not found: {path} (--model expects a .gguf file)")
+        threads = self._settings.n_threads or os.cpu_count() or 1
         try:
             self._llama = await asyncio.to_thread(
                 llama_cpp.Llama, model_path=path, n_ctx=self._settings.n_ctx,
-                n_threads=self._settings.n_threads, n_gpu_layers=self._settings.n_gpu_layers,
+                n_threads=threads, n_threads_batch=threads, n_gpu_layers=self._settings.n_gpu_layers,
                 verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
@@ -52,7 +71,7 @@ class LlamaCppBackend(Backend):
 
     async def close(self) -> None:
         if self._llama is not None:
-            with self._busy:
+            async with self._idle:
                 self._llama.close()
             self._llama = None
 
@@ -84,11 +103,24 @@ class LlamaCppBackend(Backend):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk | BaseException] = asyncio.Queue()
         cancelled = threading.Event()
-        put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
-        worker = threading.Thread(target=self._decode, args=(request, cancelled, put), daemon=True)
-        await asyncio.to_thread(self._busy.acquire)
+
+        def put(item: Chunk | BaseException) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                self._decode(request, cancelled, put)
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is gone at interpreter exit
+                    loop.call_soon_threadsafe(self._idle.release)
+
+        await self._idle.acquire()
         try:
-            worker.start()
+            threading.Thread(target=work, daemon=True).start()
+        except BaseException:
+            self._idle.release()
+            raise
+        try:
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
@@ -97,12 +129,10 @@ class LlamaCppBackend(Backend):
                 if item.finish_reason is not None:
                     return
         finally:
-            cancelled.set()
-            if worker.is_alive():
-                await asyncio.shield(asyncio.to_thread(worker.join))
-            self._busy.release()
+            cancelled.set()  # the thread stops at its next token and then releases the model
 
-    def _decode(self, request: GenerationRequest, cancelled: threading.Event, put: Any) -> None:
+    def _decode(self, request: GenerationRequest, cancelled: threading.Event,
+                put: Callable[[Chunk | BaseException], None]) -> None:
         """Runs in a worker thread: sample tokens, hand text to the event loop."""
         try:
             llama = self.llama

@@ -1,0 +1,1 @@
+"""``hammer`` subcommands of the training module (registered in ``server.cli.COMMANDS``)."""
