@@ -44,7 +44,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.settings = settings
     _install_error_handlers(app)
-    app.add_middleware(AuthAndMetricsMiddleware, api_keys=settings.api_key, metrics=app.state.metrics)
+    public = {"/health", "/metrics"} if settings.metrics_public else {"/health"}
+    app.add_middleware(AuthAndMetricsMiddleware, api_keys=settings.api_keys(), metrics=app.state.metrics,
+                       public_paths=frozenset(public), max_body_bytes=settings.max_body_bytes)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

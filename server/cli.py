@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "data": "training.commands.data",
     "train": "training.commands.train",
     "export": "training.commands.export",
+    "eval": "evaluation.commands.eval",
 }
 
 

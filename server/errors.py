@@ -50,6 +50,11 @@ class Overloaded(APIError):
     error_type = "rate_limit_error"
 
 
+class RequestTimeout(APIError):
+    status_code = 504
+    error_type = "timeout_error"
+
+
 class BackendUnavailable(APIError):
     status_code = 503
     error_type = "server_error"

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware for API keys and request metrics.
+"""Pure ASGI middleware: request ids, access logs, body-size limit, API keys, request metrics.
 
 Pure ASGI rather than ``@app.middleware``: Starlette's BaseHTTPMiddleware wraps the
 response stream, which hides a client's disconnect from streaming responses.
@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import re
 import time
+import uuid
 from typing import Any, Awaitable, Callable, MutableMapping
 
-from server.errors import AuthenticationFailed
+from server.errors import APIError, AuthenticationFailed, InvalidRequest
 from server.metrics import Metrics
+
+log = logging.getLogger("hammer.access")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -20,51 +25,95 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PUBLIC_PATHS = frozenset({"/health"})
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class BodyTooLarge(Exception):
+    """A chunked body grew past the limit while the app was reading it."""
 
 
 class AuthAndMetricsMiddleware:
-    def __init__(self, app: ASGIApp, api_keys: list[str], metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, api_keys: list[str], metrics: Metrics, public_paths: frozenset[str],
+                 max_body_bytes: int) -> None:
         self.app = app
         self.keys = [k.encode() for k in api_keys]
         self.metrics = metrics
+        self.public_paths = public_paths
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        supplied_id = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = supplied_id if _CLIENT_REQUEST_ID.match(supplied_id) else f"req_{uuid.uuid4().hex[:24]}"
+        scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        response_started = False
 
         async def send_and_record(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
-            if self.keys and scope["path"] not in PUBLIC_PATHS and not self._authorized(scope):
-                await self._reject(send_and_record)
+            error = self._admission_error(scope, headers)
+            if error is not None:
+                await _send_error(send_and_record, error)
             else:
-                await self.app(scope, receive, send_and_record)
+                await self.app(scope, self._limited(receive), send_and_record)
+        except BodyTooLarge:
+            if not response_started:
+                await _send_error(send_and_record, self._too_large())
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")  # templates keep labels bounded
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(route).observe(elapsed)
+            log.info(json.dumps({"request_id": request_id, "method": scope["method"], "path": scope["path"],
+                                 "status": status, "duration_ms": round(elapsed * 1000, 1),
+                                 "client": (scope.get("client") or ("", 0))[0]}))
 
-    def _authorized(self, scope: Scope) -> bool:
-        headers = dict(scope.get("headers") or [])
+    def _admission_error(self, scope: Scope, headers: dict[bytes, bytes]) -> APIError | None:
+        if self.keys and scope["path"] not in self.public_paths and not self._authorized(headers):
+            return AuthenticationFailed("Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
+                                        code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body_bytes:
+            return self._too_large()
+        return None
+
+    def _too_large(self) -> InvalidRequest:
+        return InvalidRequest(f"The request body is larger than the limit of {self.max_body_bytes} bytes.",
+                              code="request_too_large")
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise BodyTooLarge
+            return message
+
+        return receive_limited
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
         supplied = token.strip() if scheme.lower() == b"bearer" else b""
         # Compare against every key so the time taken does not reveal which one nearly matched.
         return any([hmac.compare_digest(supplied, key) for key in self.keys])
 
-    @staticmethod
-    async def _reject(send: Send) -> None:
-        error = AuthenticationFailed("Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
-                                     code="invalid_api_key")
-        body = json.dumps(error.body()).encode()
-        await send({"type": "http.response.start", "status": error.status_code,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b"Bearer")]})
-        await send({"type": "http.response.body", "body": body})
+
+async def _send_error(send: Send, error: APIError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *((k.lower().encode(), v.encode()) for k, v in error.headers.items())]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -5,6 +5,7 @@ Non-streaming responses are the streaming events collected, so both modes agree 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -15,7 +16,7 @@ from server.admission import AdmissionGate
 from server.backends.base import Backend, GenerationRequest, ModelInfo, SamplingParams
 from server.constraints import (OutputConstraint, ToolMode, ToolPlan, argument_errors, calls_schema, plan_tools,
                                 response_format_schema)
-from server.errors import ContextLengthExceeded, InvalidRequest, NotFound
+from server.errors import ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
 from server.hammer_format import FENCE, HammerParseError, parse_calls, render_prompt
 from server.metrics import Metrics
 from server.protocol import (AssistantMessage, ChatCompletionRequest, ChatCompletionResponse, Choice, Content,
@@ -79,6 +80,9 @@ class ChatService:
         if request.model != self.info.name:
             raise NotFound(f"The model {request.model!r} does not exist; this server serves {self.info.name!r}.",
                            param="model", code="model_not_found")
+        if len(request.messages) > self.settings.max_messages:
+            raise InvalidRequest(f"Too many messages: {len(request.messages)} given, at most "
+                                 f"{self.settings.max_messages} allowed.", param="messages")
         plan, messages, prompt, constraint = convert(request, self.settings, self.backend.chat_prompt)
         prompt_tokens = self.backend.count_tokens(prompt)
         max_tokens = self._max_tokens(request, prompt_tokens)
@@ -116,13 +120,17 @@ class ChatService:
     # -- generate ------------------------------------------------------------------------------
 
     async def events(self, prepared: Prepared) -> AsyncIterator[Event]:
-        async with self.gate.slot():
-            if prepared.plan.mode == ToolMode.NONE:
-                async for event in self._content_events(prepared.generation, prepared):
+        """The request's events; waiting and generating together get ``request_timeout`` seconds."""
+        limit = self.settings.request_timeout
+        try:
+            async with asyncio.timeout(limit), self.gate.slot():
+                stream = (self._content_events(prepared.generation, prepared) if prepared.plan.mode == ToolMode.NONE
+                          else self._tool_events(prepared))
+                async for event in stream:
                     yield event
-            else:
-                async for event in self._tool_events(prepared):
-                    yield event
+        except TimeoutError:
+            raise RequestTimeout(f"The request did not finish within {limit:g} seconds; the server is busy or "
+                                 "max_tokens is large. Retry, or lower max_tokens.", code="timeout") from None
 
     async def _content_events(self, generation: GenerationRequest, prepared: Prepared) -> AsyncIterator[Event]:
         first = True

@@ -31,7 +31,13 @@ class Settings(BaseSettings):
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU (llama.cpp built with GPU support)")
     api_key: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="API key(s) clients must send, comma-separated; none: no auth")
+    api_key_file: Path | None = Field(None, description="file with more API keys, one per line")
+    metrics_public: bool = Field(False, description="serve /metrics without an API key (e.g. for a scraper)")
     max_queue: int = Field(64, ge=0, description="requests that may wait for the model before 429")
+    max_messages: int = Field(256, ge=1, description="most messages one request may hold")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    request_timeout: float = Field(600.0, gt=0, description="seconds a request may wait and generate in all")
+    shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get to finish on shutdown")
     max_tool_calls: int = Field(8, ge=1, description="most calls one response may hold")
     max_string_length: int = Field(1024, ge=1, description="longest string argument the model may write")
     max_tools: int = Field(128, ge=1, description="most tools one request may declare")
@@ -56,6 +62,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    def api_keys(self) -> list[str]:
+        """Keys from ``--api-key`` and ``--api-key-file`` together."""
+        keys = list(self.api_key)
+        if self.api_key_file is not None:
+            lines = self.api_key_file.read_text(encoding="utf-8").splitlines()
+            keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        return keys
 
     def model_path(self) -> str:
         """The model to load: ``--model`` or the embedded GGUF."""

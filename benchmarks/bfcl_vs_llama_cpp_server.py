@@ -1,0 +1,91 @@
+"""The embedded model through this server vs through llama-cpp-python's own server, on a fixed BFCL sample.
+
+    python benchmarks/bfcl_vs_llama_cpp_server.py                       # 25 entries per category
+    python benchmarks/bfcl_vs_llama_cpp_server.py --limit 5 --mask-names
+
+Starts ``hammer serve`` and ``python -m llama_cpp.server --chat_format chatml-function-calling``
+on free ports with the same GGUF and context length, then runs one ``hammer eval --compare``
+(accuracy by BFCL's AST rules, share of calls valid against their schema, errors, latency).
+A peer request that hangs is cut by ``--timeout`` and counted as an error.
+Needs ``pip install -e '.[llama,eval]' sse-starlette starlette-context`` (the peer server's extras)
+and ``pip install --no-deps bfcl-eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], url: str, log: Path, timeout_s: float = 300) -> Iterator[str]:
+    """Run ``cmd`` until ``url``/v1/models answers; stop it on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"exited with {proc.returncode} (log: {log}): {' '.join(cmd)}")
+                with contextlib.suppress(OSError):
+                    with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not up within {timeout_s}s: {' '.join(cmd)}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--categories", default="simple_python,multiple,parallel,irrelevance")
+    parser.add_argument("--limit", type=int, default=25, help="entries per category (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds per request (default: %(default)s)")
+    parser.add_argument("--n-ctx", type=int, default=4096, help="context length of both servers")
+    parser.add_argument("--mask-names", action="store_true", help="also run with meaningless names")
+    parser.add_argument("--output", default="runs/bfcl_vs_llama_cpp_server", help="report directory")
+    args = parser.parse_args()
+
+    from server.settings import embedded_model_path
+
+    gguf = str(embedded_model_path())
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    hammer_port, peer_port = free_port(), free_port()
+    hammer_cmd = [sys.executable, "-m", "server.cli", "serve", "--backend", "llama", "--port", str(hammer_port),
+                  "--n-ctx", str(args.n_ctx)]
+    peer_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--chat_format", "chatml-function-calling",
+                "--host", "127.0.0.1", "--port", str(peer_port), "--n_ctx", str(args.n_ctx)]
+    with started(hammer_cmd, f"http://127.0.0.1:{hammer_port}", output / "hammer.log") as hammer_url, \
+            started(peer_cmd, f"http://127.0.0.1:{peer_port}", output / "llama_cpp_server.log") as peer_url:
+        eval_cmd = [sys.executable, "-m", "server.cli", "eval", "--base-url", hammer_url, "--label", "hammer serve",
+                    "--compare", peer_url, "--compare-label", "llama_cpp.server", "--compare-model", gguf,
+                    "--categories", args.categories, "--limit", str(args.limit), "--timeout", str(args.timeout),
+                    "--output", str(output), *(["--mask-names"] if args.mask_names else [])]
+        return subprocess.run(eval_cmd, cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``hammer eval``: function-calling quality of any OpenAI-compatible endpoint, by BFCL's rules."""

@@ -1,0 +1,78 @@
+"""BFCL's test entries and possible answers, read from the installed ``bfcl-eval`` wheel (no network).
+
+Install the data without BFCL's heavy runtime: ``pip install --no-deps bfcl-eval``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from evaluation.entries import Entry
+
+# Single-turn Python categories and how BFCL scores them.
+CATEGORY_SCORING: dict[str, str] = {
+    "simple_python": "ast",
+    "multiple": "ast",
+    "parallel": "ast",
+    "parallel_multiple": "ast",
+    "irrelevance": "irrelevance",
+    "live_simple": "ast",
+    "live_multiple": "ast",
+    "live_parallel": "ast",
+    "live_parallel_multiple": "ast",
+    "live_irrelevance": "irrelevance",
+    "live_relevance": "relevance",
+}
+DEFAULT_CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
+                      "live_simple", "live_multiple", "live_irrelevance")
+# BFCL adds this to every Python function description before sending it (utils._get_language_specific_hint).
+PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
+
+
+def data_dir() -> Path:
+    """``bfcl_eval/data`` of the installed wheel, found without importing BFCL's runtime."""
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("BFCL data not found: `pip install --no-deps bfcl-eval`")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _data_file(directory: Path, category: str) -> Path:
+    """The newest ``BFCL_v<N>_<category>.json`` (exactly that category: not ``parallel_multiple`` for ``multiple``)."""
+    pattern = re.compile(rf"BFCL_v(\d+)_{re.escape(category)}\.json")
+    versions = {int(m.group(1)): path for path in directory.glob("BFCL_v*.json") if (m := pattern.fullmatch(path.name))}
+    if not versions:
+        raise FileNotFoundError(f"no BFCL data for category {category!r} in {directory}")
+    return versions[max(versions)]
+
+
+def load_category(category: str, limit: int | None = None, directory: Path | None = None) -> list[Entry]:
+    """The first ``limit`` entries of a category (a fixed sample: the same entries every run)."""
+    if category not in CATEGORY_SCORING:
+        raise ValueError(f"unsupported BFCL category {category!r}; choose from {', '.join(CATEGORY_SCORING)}")
+    directory = directory or data_dir()
+    rows = _read_jsonl(_data_file(directory, category))[:limit]
+    scoring = CATEGORY_SCORING[category]
+    answers: dict[str, list[Any]] = {}
+    if scoring == "ast":
+        answers = {row["id"]: row["ground_truth"]
+                   for row in _read_jsonl(_data_file(directory / "possible_answer", category))}
+    entries = []
+    for row in rows:
+        functions = [dict(f, description=f.get("description", "") + PYTHON_HINT) for f in row["function"]]
+        entries.append(Entry(id=row["id"], category=category, messages=list(row["question"][0]),
+                             functions=functions, answers=answers.get(row["id"], []), scoring=scoring))
+    return entries
+
+
+def load_categories(categories: list[str], limit: int | None = None) -> list[Entry]:
+    return [entry for category in categories for entry in load_category(category, limit)]

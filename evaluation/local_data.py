@@ -1,0 +1,64 @@
+"""Data sets that are not available offline (API-Bank, ToolAlpaca, NexusRaven, Seal-Tools), read
+from local files in the xLAM / Hammer evaluation layout and scored by F1.
+
+A file is JSON Lines (``.jsonl``) or a JSON list; each row is::
+
+    {"id": "...",                                   # optional; defaults to the row number
+     "query": "user request",                       # or "messages": [{"role", "content"}, ...]
+     "tools": [tool, ...],                          # a list or a JSON string of one
+     "answers": [{"name": "f", "arguments": {...}}]}  # a list or a JSON string; [] = no call fits
+
+A tool is xLAM-style (``{"name", "description", "parameters": {param: {"type": "str, optional",
+"description", "default"?}}}``), an OpenAI function (``parameters`` a JSON Schema with
+``"type": "object"``) or an OpenAI tool (``{"type": "function", "function": {...}}``).
+``arguments`` may be a JSON string.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evaluation.entries import Entry
+
+
+def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    from training.schema import openai_function
+
+    if tool.get("type") == "function" and "function" in tool:
+        return tool
+    parameters = tool.get("parameters") or {}
+    if parameters.get("type") == "object" or "properties" in parameters:
+        return {"type": "function", "function": {"name": tool["name"], "description": tool.get("description", ""),
+                                                 "parameters": parameters}}
+    return {"type": "function", "function": openai_function(tool)}
+
+
+def _json_list(value: Any, what: str) -> list[Any]:
+    value = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(value, list):
+        raise TypeError(f"{what} must be a list (or a JSON string of one)")
+    return value
+
+
+def _expected_call(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    arguments = answer.get("arguments", {})
+    arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+    return {answer["name"]: arguments}
+
+
+def load_local(name: str, path: str | Path, limit: int | None = None) -> list[Entry]:
+    path = Path(path)
+    with path.open(encoding="utf-8") as f:
+        rows = ([json.loads(line) for line in f if line.strip()] if path.suffix == ".jsonl" else json.load(f))
+    if not isinstance(rows, list):
+        raise TypeError(f"{path}: expected a JSON list or JSON Lines")
+    entries = []
+    for index, row in enumerate(rows[:limit]):
+        messages = row.get("messages") or [{"role": "user", "content": row["query"]}]
+        tools = [openai_tool(t) for t in _json_list(row.get("tools", []), f"{path}:{index}: tools")]
+        answers = [_expected_call(a) for a in _json_list(row.get("answers", []), f"{path}:{index}: answers")]
+        entries.append(Entry(id=f"{name}_{row.get('id', index)}", category=name, messages=messages, functions=[],
+                             answers=answers, scoring="f1", tools=tools))
+    return entries

@@ -1,0 +1,101 @@
+"""The whole evaluation: load entries, run each endpoint (plain and masked), write results and report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evaluation.client import Endpoint
+from evaluation.entries import Entry
+from evaluation.runner import RunOptions
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    endpoints: list[Endpoint]
+    categories: list[str]
+    datasets: dict[str, str]
+    limit: int | None
+    mask_names: bool
+    output: Path
+    options: RunOptions
+    command: str = field(default="hammer eval")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvalConfig:
+        from evaluation.bfcl_data import DEFAULT_CATEGORIES
+
+        datasets = {}
+        for item in args.dataset:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--dataset expects NAME=PATH, got {item!r}")
+            datasets[name] = path
+        if args.categories is None:
+            categories = [] if datasets else list(DEFAULT_CATEGORIES)
+        elif args.categories.strip().lower() == "none":
+            categories = []
+        else:
+            categories = [c.strip() for c in args.categories.split(",") if c.strip()]
+        if not categories and not datasets:
+            raise ValueError("nothing to evaluate: give --categories or --dataset")
+        endpoints = [Endpoint(args.label, args.base_url, args.model or "", args.api_key)]
+        if args.compare:
+            endpoints.append(Endpoint(args.compare_label, args.compare, args.compare_model or "", args.compare_api_key))
+        if len({e.label for e in endpoints}) != len(endpoints):
+            raise ValueError("--label and --compare-label must differ")
+        options = RunOptions(workers=args.workers, timeout_s=args.timeout, retries=args.retries,
+                             max_tokens=args.max_tokens, seed=args.seed)
+        return cls(endpoints, categories, datasets, args.limit, args.mask_names, Path(args.output), options,
+                   "hammer eval " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]))
+
+
+def load_entries(config: EvalConfig) -> list[Entry]:
+    from evaluation.bfcl_data import load_categories
+    from evaluation.local_data import load_local
+
+    entries = load_categories(config.categories, config.limit)
+    for name, path in config.datasets.items():
+        entries += load_local(name, path, config.limit)
+    return entries
+
+
+def resolve_model(endpoint: Endpoint, timeout_s: float) -> Endpoint:
+    """Fill in the model name from ``/v1/models`` when none was given."""
+    if endpoint.model:
+        return endpoint
+    from evaluation.client import make_client
+
+    models = make_client(endpoint, timeout_s).models.list()
+    first = next(iter(models), None)
+    if first is None:
+        raise ValueError(f"{endpoint.base_url} lists no models; pass the model name")
+    return Endpoint(endpoint.label, endpoint.base_url, first.id, endpoint.api_key)
+
+
+def evaluate(config: EvalConfig) -> Path:
+    """Run everything; returns the report's path (``results.json`` lies beside it)."""
+    from evaluation.report import write_report
+    from evaluation.runner import run_entries
+    from evaluation.summary import summarize
+
+    entries = load_entries(config)
+    config.output.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    for endpoint in config.endpoints:
+        endpoint = resolve_model(endpoint, config.options.timeout_s)
+        for masked in (False, True) if config.mask_names else (False,):
+            records = run_entries(endpoint, entries, masked, config.options)
+            runs.append({"label": endpoint.label, "base_url": endpoint.base_url, "model": endpoint.model,
+                         "masked": masked, "summary": summarize(records), "records": records})
+    settings = {"command": config.command, "categories": config.categories, "datasets": config.datasets,
+                "limit": config.limit, "seed": config.options.seed, "timeout_s": config.options.timeout_s,
+                "max_tokens": config.options.max_tokens, "workers": config.options.workers}
+    with (config.output / "results.json").open("w", encoding="utf-8") as f:
+        json.dump({"config": settings, "runs": runs}, f, indent=1, default=str)
+    return write_report(config.output, runs, settings)

@@ -1,0 +1,213 @@
+"""vLLM backend: a Hugging Face model on vLLM's async engine (v1), in this process.
+
+Concurrent requests are batched continuously by the engine (``max_concurrency`` is
+``max_num_seqs``, so the admission gate lets that many through); text streams as deltas;
+a generator that is closed or cancelled aborts its request in the engine.
+
+Tool constraints become an xgrammar *structural tag*: a sequence of the literal prefix,
+the JSON Schema (with bounded whitespace, as llama.cpp's grammar has) and the literal
+suffix. So the fenced ```` ```\\n[...]\\n``` ```` list is valid by construction, fence
+included, and the model can only end (EOS) once the closing fence is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Mapping, Sequence
+
+import vllm
+from vllm import SamplingParams as VLLMSamplingParams
+from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.inputs import TokensPrompt
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+from vllm.v1.engine.async_llm import AsyncLLM
+
+from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo
+from server.chat_template import render_chat_template
+from server.constraints import OutputConstraint
+from server.errors import BackendUnavailable, InvalidRequest
+from server.settings import Settings
+
+try:  # request errors (bad schema, ...) are the client's: 400, not 503
+    from vllm.exceptions import VLLMClientError as _ClientError
+except ImportError:  # older vLLM raised plain ValueError
+    _ClientError = ValueError  # type: ignore[misc,assignment]
+
+# Most whitespace characters in a row inside the JSON: a small model can otherwise emit
+# newlines until max_tokens. llama.cpp's converter allows two newlines and 20 indents.
+MAX_WHITESPACE = 22
+
+
+def structural_tag(constraint: OutputConstraint) -> str:
+    """vLLM ``structural_tag`` for ``prefix + JSON(schema) + suffix`` (xgrammar's format).
+
+    >>> tag = json.loads(structural_tag(OutputConstraint({"type": "array"}, "<", ">")))
+    >>> [e["type"] for e in tag["format"]["elements"]]
+    ['const_string', 'json_schema', 'const_string']
+    """
+    elements: list[dict[str, Any]] = []
+    if constraint.prefix:
+        elements.append({"type": "const_string", "value": constraint.prefix})
+    elements.append({"type": "json_schema", "json_schema": constraint.json_schema,
+                     "max_whitespace_cnt": MAX_WHITESPACE})
+    if constraint.suffix:
+        elements.append({"type": "const_string", "value": constraint.suffix})
+    return json.dumps({"type": "structural_tag", "format": {"type": "sequence", "elements": elements}})
+
+
+def check_settings(settings: Settings) -> str:
+    """The model to load, or ``BackendUnavailable`` naming the setting that cannot work with vLLM."""
+    if settings.model is None:
+        raise BackendUnavailable("--backend vllm needs --model: a Hugging Face model directory or hub id "
+                                 "(the embedded default model is a GGUF file for the llama backend)")
+    if settings.model.endswith(".gguf"):
+        raise BackendUnavailable(f"--backend vllm serves Hugging Face models, not GGUF files ({settings.model}); "
+                                 "use --backend llama, or pass the model's Hugging Face directory")
+    if settings.n_gpu_layers != 0 or settings.n_threads is not None:
+        raise BackendUnavailable("--n-gpu-layers and --n-threads are llama.cpp settings; with --backend vllm "
+                                 "use --tensor-parallel-size and --gpu-memory-utilization")
+    if Path(settings.model).exists() and not (Path(settings.model) / "config.json").is_file():
+        raise BackendUnavailable(f"{settings.model} is not a Hugging Face model directory (no config.json)")
+    return settings.model
+
+
+# Engine arguments the settings do not cover (pipeline parallelism, Ray, ...), as a JSON object.
+EXTRA_ARGS_ENV = "HAMMER_VLLM_ENGINE_ARGS"
+
+
+def extra_engine_args(settings_keys: set[str]) -> dict[str, Any]:
+    """``$HAMMER_VLLM_ENGINE_ARGS``, refused where it is not an object or repeats a setting."""
+    raw = os.environ.get(EXTRA_ARGS_ENV, "").strip()
+    try:
+        extra = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise BackendUnavailable(f"{EXTRA_ARGS_ENV} is not valid JSON: {exc}") from None
+    if not isinstance(extra, dict):
+        raise BackendUnavailable(f"{EXTRA_ARGS_ENV} must be a JSON object of vLLM engine arguments")
+    clash = sorted(settings_keys & extra.keys())
+    if clash:
+        raise BackendUnavailable(f"{EXTRA_ARGS_ENV} sets {', '.join(clash)}, which hammer settings already set; "
+                                 "use the hammer flags for these")
+    return extra
+
+
+def engine_args(settings: Settings, model: str) -> AsyncEngineArgs:
+    args: dict[str, Any] = dict(
+        model=model,
+        served_model_name=settings.model_name(),
+        tensor_parallel_size=settings.tensor_parallel_size,
+        max_model_len=settings.n_ctx,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        dtype=settings.dtype,
+        quantization=settings.quantization,
+        max_num_seqs=settings.max_num_seqs,
+        enable_prefix_caching=settings.enable_prefix_caching,
+        enforce_eager=settings.enforce_eager,
+        disable_log_stats=True,
+    )
+    extra = extra_engine_args(set(args))
+    try:
+        return AsyncEngineArgs(**args, **extra)
+    except TypeError as exc:  # an unknown key in the extra arguments
+        raise BackendUnavailable(f"{EXTRA_ARGS_ENV}: {exc}") from None
+
+
+class VLLMBackend(Backend):
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.max_concurrency = settings.max_num_seqs
+        self._engine: AsyncLLM | None = None
+        self._tokenizer: Any = None
+        self._adds_bos = False
+
+    async def start(self) -> ModelInfo:
+        model = check_settings(self._settings)
+        args = engine_args(self._settings, model)
+        try:
+            # Builds the configs (checks the model, dtype, quantization, context length against
+            # the hardware) and starts the engine-core process; blocks for the load, which is
+            # fine at startup: nothing is served before it finishes.
+            self._engine = AsyncLLM.from_engine_args(args)
+        except Exception as exc:  # any load failure must stop startup with its reason
+            raise BackendUnavailable(f"vLLM could not load {model}: {type(exc).__name__}: {exc}") from exc
+        self._tokenizer = self._engine.get_tokenizer()
+        bos = getattr(self._tokenizer, "bos_token_id", None)
+        self._adds_bos = bos is not None and bos in self._tokenizer.encode("", add_special_tokens=True)
+        config = self._engine.model_config
+        return ModelInfo(self._settings.model_name(), config.max_model_len,
+                         {"model": model, "vllm": vllm.__version__, "dtype": str(config.dtype),
+                          "tensor_parallel_size": self._settings.tensor_parallel_size,
+                          "prefix_caching": self._settings.enable_prefix_caching, "pid": os.getpid()})
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+
+    @property
+    def engine(self) -> AsyncLLM:
+        if self._engine is None:
+            raise BackendUnavailable("the model is not loaded")
+        return self._engine
+
+    def tokenize(self, prompt: str) -> list[int]:
+        # Special tokens in the text (<|im_start|>) are parsed, as llama.cpp does with special=True.
+        return list(self._tokenizer.encode(prompt, add_special_tokens=True))
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.tokenize(prompt))
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        tokenizer = self._tokenizer
+        bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
+        prompt = render_chat_template(getattr(tokenizer, "chat_template", None), messages, bos, eos)
+        # The template writes BOS itself; tokenize() adds it again where the tokenizer asks for it.
+        return prompt[len(bos):] if bos and self._adds_bos and prompt.startswith(bos) else prompt
+
+    def sampling_params(self, request: GenerationRequest) -> VLLMSamplingParams:
+        params = request.params
+        structured = StructuredOutputsParams(structural_tag=structural_tag(request.constraint)) \
+            if request.constraint else None
+        return VLLMSamplingParams(
+            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed, stop=list(params.stop) or None, structured_outputs=structured,
+            output_kind=RequestOutputKind.DELTA)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        engine = self.engine
+        request_id = f"hammer-{uuid.uuid4().hex}"
+        prompt = TokensPrompt(prompt_token_ids=self.tokenize(request.prompt))
+        stream = engine.generate(prompt, self.sampling_params(request), request_id)
+        finished = False
+        tokens = 0
+        try:
+            async for output in stream:
+                completion = output.outputs[0]
+                tokens += len(completion.token_ids)
+                finish = completion.finish_reason
+                if output.finished and finish not in ("stop", "length"):
+                    raise BackendUnavailable(f"vLLM ended the generation: {finish}")
+                if output.finished:
+                    finished = True
+                    yield Chunk(completion.text, finish, tokens)  # type: ignore[arg-type]
+                    return
+                if completion.text:
+                    yield Chunk(completion.text)
+            finished = True
+            raise BackendUnavailable("vLLM ended the generation without a finish reason")
+        except _ClientError as exc:
+            finished = True
+            raise InvalidRequest(f"vLLM rejected the request: {exc}") from exc
+        except (BackendUnavailable, InvalidRequest):
+            raise
+        except Exception as exc:
+            finished = True
+            raise BackendUnavailable(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if not finished:
+                # The client left (generator closed) or the task was cancelled: free the
+                # sequence's slot and KV cache in the engine now, not at max_tokens.
+                await engine.abort(request_id)
+            await stream.aclose()

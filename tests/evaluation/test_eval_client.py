@@ -1,0 +1,97 @@
+"""Transient errors are retried, a hang is cut by the timeout, and every failure stays an error."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import pytest
+
+from evaluation.client import Endpoint, api_base, complete, make_client
+
+pytest.importorskip("openai")
+
+COMPLETION = {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [{
+    "index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]}}]}
+
+
+class Handler(BaseHTTPRequestHandler):
+    hits: dict[str, int] = {}
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        mode = self.path.split("/")[1]
+        self.hits[mode] = self.hits.get(mode, 0) + 1
+        if mode == "hang":
+            time.sleep(3)
+        if mode == "flaky" and self.hits[mode] == 1 or mode == "down":
+            return self._send(503, {"error": {"message": "busy", "type": "server_error", "param": None, "code": None}})
+        if mode == "broken":
+            return self._send(500, {"error": {"message": "boom", "type": "server_error", "param": None, "code": None}})
+        self._send(200, COMPLETION)
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # the hang case writes to a client that already gave up
+
+
+@pytest.fixture
+def fake_server() -> Iterator[str]:
+    Handler.hits = {}
+    server = QuietServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def call(url: str, mode: str, timeout_s: float = 10, retries: int = 2):
+    client = make_client(Endpoint("t", f"{url}/{mode}", "m"), timeout_s)
+    return complete(client, "m", [{"role": "user", "content": "hi"}], [], 16, retries, backoff_s=0.01)
+
+
+def test_api_base_adds_v1_once():
+    assert api_base("http://h:1") == api_base("http://h:1/v1/") == "http://h:1/v1"
+
+
+def test_success_returns_the_calls(fake_server):
+    reply = call(fake_server, "ok")
+    assert reply.error is None and reply.tool_calls == [{"name": "f", "arguments": '{"a": 1}'}]
+    assert reply.finish_reason == "tool_calls" and reply.attempts == 1
+
+
+def test_a_503_is_retried(fake_server):
+    reply = call(fake_server, "flaky")
+    assert reply.error is None and reply.attempts == 2 and Handler.hits["flaky"] == 2
+
+
+def test_retries_run_out_into_an_error(fake_server):
+    reply = call(fake_server, "down", retries=1)
+    assert reply.error.startswith("HTTP 503") and reply.attempts == 2 and not reply.tool_calls
+
+
+def test_a_500_is_not_retried(fake_server):
+    reply = call(fake_server, "broken")
+    assert reply.error == "HTTP 500: boom" and Handler.hits["broken"] == 1
+
+
+def test_a_hang_is_cut_by_the_timeout_and_not_retried(fake_server):
+    start = time.monotonic()
+    reply = call(fake_server, "hang", timeout_s=0.5)
+    assert reply.error == "timeout" and reply.attempts == 1 and time.monotonic() - start < 2.5

@@ -1,0 +1,210 @@
+"""The vLLM backend: fail-fast startup errors, and the engine itself on the real model.
+
+vLLM lives in its own virtualenv (see tests/conftest.py), so the in-process checks run
+this file as a script with that interpreter (``python test_vllm.py MODEL_DIR``) and the
+tests assert on the JSON it prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+WEATHER = {"name": "get_weather", "description": "Current weather in a city", "parameters": SCHEMA}
+
+
+def serve(python: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    from tests.conftest import REPO
+
+    return subprocess.run([python, "-m", "server.cli", "serve", "--backend", "vllm", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
+
+
+class TestWithoutVLLM:
+    @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is importable here")
+    def test_missing_vllm_fails_fast_with_install_hint(self):
+        started = time.monotonic()
+        result = serve(sys.executable, "--model", "some/model", timeout=60)
+        assert result.returncode != 0
+        assert "pip install 'hammer-server[vllm]'" in result.stdout + result.stderr
+        assert time.monotonic() - started < 60
+
+    def test_server_imports_without_vllm(self):
+        # The registry imports backends lazily: the app and the llama path never touch vllm.
+        code = ("import sys; import server.app, server.backends, server.serving; "
+                "sys.exit('vllm' in sys.modules)")
+        assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# Settings vLLM cannot serve with, and the words the startup error must contain.
+CONFLICTS: dict[str, tuple[dict, str, str]] = {
+    "gguf": ({"model": "/tmp/model.gguf"}, "", "not GGUF files"),
+    "llama_flag": ({"model": "some/model", "n_gpu_layers": 10}, "", "llama.cpp settings"),
+    "not_a_model_dir": ({"model": "/"}, "", "not a Hugging Face model directory"),
+    "repeats_a_setting": ({"model": "some/model"}, '{"dtype": "half"}', "hammer settings already set"),
+    "unknown_argument": ({"model": "some/model"}, '{"no_such_argument": 1}', "no_such_argument"),
+    "not_an_object": ({"model": "some/model"}, "[1]", "must be a JSON object"),
+}
+
+
+@pytest.mark.vllm
+class TestSettingsConflicts:
+    def test_serve_without_model_fails_fast(self):
+        from tests.conftest import require_vllm_python
+
+        result = serve(require_vllm_python())
+        assert result.returncode != 0
+        assert "--backend vllm needs --model" in result.stdout + result.stderr
+
+    @pytest.fixture(scope="class")
+    def errors(self) -> dict[str, str]:
+        from tests.conftest import require_vllm_python
+
+        # One interpreter for all cases: importing vLLM takes seconds.
+        result = subprocess.run([require_vllm_python(), __file__, "--conflicts"], capture_output=True, text=True,
+                                timeout=300, check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    @pytest.mark.parametrize("case", sorted(CONFLICTS))
+    def test_refused_before_loading_with_a_clear_message(self, errors, case):
+        assert CONFLICTS[case][2] in errors[case]
+
+
+def _conflict_errors() -> dict[str, str]:
+    """Run in the vLLM interpreter: the startup error each conflicting setting gives."""
+    from server.backends.vllm import check_settings, engine_args
+    from server.errors import BackendUnavailable
+    from server.settings import Settings
+
+    errors: dict[str, str] = {}
+    for case, (fields, extra, _) in CONFLICTS.items():
+        os.environ["HAMMER_VLLM_ENGINE_ARGS"] = extra
+        settings = Settings(backend="vllm", **fields)
+        try:
+            engine_args(settings, check_settings(settings))
+            errors[case] = "accepted"
+        except BackendUnavailable as exc:
+            errors[case] = exc.message
+    return errors
+
+
+@pytest.fixture(scope="module")
+def engine_report(hf_model_dir: Path) -> dict:
+    from tests.conftest import require_vllm_python
+
+    result = subprocess.run([require_vllm_python(), __file__, str(hf_model_dir)], capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+class TestEngine:
+    def test_concurrency_is_max_num_seqs(self, engine_report):
+        assert engine_report["max_concurrency"] == 3
+
+    def test_constrained_output_is_fenced_schema_valid_json(self, engine_report):
+        import jsonschema
+
+        text = engine_report["constrained"]["text"]
+        assert text.startswith("```\n") and text.endswith("\n```"), text
+        calls = json.loads(text[4:-4])
+        assert 1 <= len(calls) <= 2
+        for call in calls:
+            assert call["name"] == "get_weather"
+            jsonschema.validate(call["arguments"], SCHEMA)
+        assert engine_report["constrained"]["finish"] == "stop"
+
+    def test_closing_the_generator_aborts_the_request(self, engine_report):
+        assert engine_report["abort"]["running_before"] == 1
+        assert engine_report["abort"]["running_after"] == 0
+
+    def test_concurrent_generations_are_batched(self, engine_report):
+        # Three 32-token generations at once take far less than three in a row.
+        batched = engine_report["batch"]
+        assert len(set(batched["finishes"])) == 1 and len(set(batched["tokens"])) == 1  # same seed, same text
+        assert batched["tokens"][0] >= 16
+        assert batched["together_s"] < 0.8 * batched["one_s"] * 3, batched
+
+    def test_stop_sequence_ends_the_text_before_it(self, engine_report):
+        stop = engine_report["stop"]
+        assert stop["free"]["text"].startswith(stop["stopped"]["text"] + stop["word"]), stop
+        assert stop["stopped"]["finish"] == "stop" and stop["word"] not in stop["stopped"]["text"]
+
+
+def _engine_checks(model_dir: str) -> dict:
+    """Run in the vLLM interpreter: start the backend in-process and exercise it."""
+    from server.backends.base import GenerationRequest, SamplingParams
+    from server.backends.vllm import VLLMBackend
+    from server.constraints import OutputConstraint, ToolMode, ToolPlan, calls_schema
+    from server.hammer_format import render_prompt
+    from server.protocol import FunctionDefinition
+    from server.settings import Settings
+
+    async def collect(backend: VLLMBackend, request: GenerationRequest) -> dict:
+        text, finish, tokens = "", None, 0
+        async for chunk in backend.generate(request):
+            text += chunk.text
+            finish, tokens = chunk.finish_reason or finish, chunk.completion_tokens or tokens
+        return {"text": text, "finish": finish, "tokens": tokens}
+
+    async def main() -> dict:
+        backend = VLLMBackend(Settings(backend="vllm", model=model_dir, dtype="float32", enforce_eager=True,
+                                       gpu_memory_utilization=0.25, max_num_seqs=3, n_ctx=2048))
+        await backend.start()
+        report: dict = {"max_concurrency": backend.max_concurrency}
+        try:
+            plan = ToolPlan(ToolMode.REQUIRED, (FunctionDefinition(**WEATHER),))
+            prompt = render_prompt([WEATHER], [{"role": "user", "content": "Weather in Paris?"}], "hammer-2.1")
+            constraint = OutputConstraint(calls_schema(plan, 2, 32), "```\n", "\n```")
+            report["constrained"] = await collect(backend, GenerationRequest(
+                prompt, SamplingParams(max_tokens=200, temperature=0), constraint))
+
+            chat = backend.chat_prompt([{"role": "user", "content": "Write a long story about the sea."}])
+            long = backend.generate(GenerationRequest(chat, SamplingParams(max_tokens=1500, temperature=1.0)))
+            async for chunk in long:
+                if chunk.text:
+                    break
+            running_before = backend.engine.get_num_unfinished_requests()
+            await long.aclose()
+            await asyncio.sleep(0.5)
+            report["abort"] = {"running_before": running_before,
+                               "running_after": backend.engine.get_num_unfinished_requests()}
+
+            fixed = GenerationRequest(chat, SamplingParams(max_tokens=32, temperature=1.0, seed=1))
+            await collect(backend, fixed)  # warm the prefix cache so both timings reuse it
+            started = time.perf_counter()
+            await collect(backend, fixed)
+            one = time.perf_counter() - started
+            started = time.perf_counter()
+            results = await asyncio.gather(*(collect(backend, fixed) for _ in range(3)))
+            report["batch"] = {"one_s": one, "together_s": time.perf_counter() - started,
+                               "finishes": [r["finish"] for r in results], "tokens": [r["tokens"] for r in results]}
+
+            # A stop word taken from the greedy answer itself, so it is sure to come up.
+            free = await collect(backend, GenerationRequest(chat, SamplingParams(max_tokens=40, temperature=0)))
+            word = free["text"].split()[len(free["text"].split()) // 2]
+            stopped = await collect(backend, GenerationRequest(
+                chat, SamplingParams(max_tokens=40, temperature=0, stop=(word,))))
+            report["stop"] = {"free": free, "word": word, "stopped": stopped}
+        finally:
+            await backend.close()
+        return report
+
+    return asyncio.run(main())
+
+
+if __name__ == "__main__":  # vLLM spawns engine processes: keep the work behind this guard
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    print(json.dumps(_conflict_errors() if sys.argv[1] == "--conflicts" else _engine_checks(sys.argv[1])))
