@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,13 +39,9 @@ def started(cmd: list[str], url: str, log: Path, timeout_s: float = 300) -> Iter
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             deadline = time.monotonic() + timeout_s
-            while True:
+            while not _answers(f"{url}/v1/models"):
                 if proc.poll() is not None:
                     raise RuntimeError(f"exited with {proc.returncode} (log: {log}): {' '.join(cmd)}")
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as response:
-                        if response.status == 200:
-                            break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"not up within {timeout_s}s: {' '.join(cmd)}")
                 time.sleep(0.5)
@@ -56,6 +52,14 @@ def started(cmd: list[str], url: str, log: Path, timeout_s: float = 300) -> Iter
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def main() -> int:
@@ -84,7 +88,7 @@ def main() -> int:
                     "--compare", peer_url, "--compare-label", "llama_cpp.server", "--compare-model", gguf,
                     "--categories", args.categories, "--limit", str(args.limit), "--timeout", str(args.timeout),
                     "--output", str(output), *(["--mask-names"] if args.mask_names else [])]
-        return subprocess.run(eval_cmd, cwd=ROOT).returncode
+        return subprocess.run(eval_cmd, cwd=ROOT, check=False).returncode
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bfcl_vs_llama_cpp_server import free_port, started  # noqa: E402
+from benchmarks.bfcl_vs_llama_cpp_server import free_port, started
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city.",

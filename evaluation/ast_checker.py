@@ -183,7 +183,7 @@ def list_dict_checker(param: str, model_output: list[Any], possible_answers: lis
 
 
 def simple_function_checker(func_description: dict[str, Any], model_output: Call, possible_answer: Answer) -> Check:
-    possible = list(possible_answer.values())[0]
+    possible = next(iter(possible_answer.values()))
     func_name = func_description["name"]
     param_details = func_description["parameters"]["properties"]
     required_params = func_description["parameters"].get("required", [])
@@ -248,7 +248,7 @@ def parallel_function_checker_no_order(functions: list[dict[str, Any]], calls: l
         return _fail("parallel_function_checker_no_order:wrong_count", "Wrong number of functions.")
     matched: set[int] = set()
     for i, answer in enumerate(answers):
-        description = find_description(functions, list(answer.keys())[0])
+        description = find_description(functions, next(iter(answer)))
         all_errors: list[Any] = []
         found = False
         for index, call in enumerate(calls):
@@ -273,5 +273,5 @@ def multiple_function_checker(functions: list[dict[str, Any]], calls: list[Call]
     """One call, to the right one of several candidate functions."""
     if len(calls) != len(answers):
         return _fail("multiple_function_checker:wrong_count", "Wrong number of functions.")
-    description = find_description(functions, list(answers[0].keys())[0])
+    description = find_description(functions, next(iter(answers[0])))
     return simple_function_checker(description, calls[0], answers[0])

@@ -54,8 +54,8 @@ def write_report(directory: Path, runs: list[dict[str, Any]], config: dict[str, 
     categories = _categories(runs, f1=False)
     lines = ["# hammer eval report", "",
              f"Command: `{config['command']}`", "",
-             "Scored with BFCL's AST rules (bfcl-eval's checker, ported); irrelevance entries pass when no "
-             "function is called. Request errors never count as passes.", ""]
+             ("Scored with BFCL's AST rules (bfcl-eval's checker, ported); irrelevance entries pass when no "
+              "function is called. Request errors never count as passes."), ""]
     for run in runs:
         lines.append(f"- **{run_name(run)}**: `{run['base_url']}`, model `{run['model']}`")
     lines.append("")
@@ -80,9 +80,9 @@ def write_report(directory: Path, runs: list[dict[str, Any]], config: dict[str, 
     lines += ["## Summary", "", *_table(
         ["run", "accuracy (mean of categories)", "irrelevance detection", "relevance detection",
          "calls valid vs schema", "errors", "p50 ms", "p90 ms", "p99 ms"], rows)]
-    lines += ["Relevance detection: share of entries that need a call where the model made one. "
-              "Calls valid vs schema: returned calls naming an offered tool with arguments that are JSON "
-              "and validate against that tool's JSON Schema. Latency covers requests that did not fail.", "",
+    lines += [("Relevance detection: share of entries that need a call where the model made one. "
+               "Calls valid vs schema: returned calls naming an offered tool with arguments that are JSON "
+               "and validate against that tool's JSON Schema. Latency covers requests that did not fail."), "",
               "![latency distribution](latency.svg)", ""]
     (directory / "latency.svg").write_text(cdf_chart("Latency (CDF of successful requests)", {
         run_name(r): [rec["reply"]["latency_s"] for rec in r["records"] if rec["reply"]["error"] is None]

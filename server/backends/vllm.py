@@ -140,7 +140,7 @@ class VLLMBackend(Backend):
         return ModelInfo(self._settings.model_name(), config.max_model_len,
                          {"model": model, "vllm": vllm.__version__, "dtype": str(config.dtype),
                           "tensor_parallel_size": self._settings.tensor_parallel_size,
-                          "prefix_caching": self._settings.enable_prefix_caching, "pid": os.getpid()})
+                          "prefix_caching": self._settings.enable_prefix_caching})
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -172,8 +172,9 @@ class VLLMBackend(Backend):
         structured = StructuredOutputsParams(structural_tag=structural_tag(request.constraint)) \
             if request.constraint else None
         return VLLMSamplingParams(
-            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed, stop=list(params.stop) or None, structured_outputs=structured,
-            output_kind=RequestOutputKind.DELTA)
+            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+            stop=list(params.stop) or None, structured_outputs=structured,
+            output_kind=RequestOutputKind.DELTA)  # each output holds only the new text
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         engine = self.engine

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 
@@ -20,15 +20,16 @@ COMPLETION = {"id": "c", "object": "chat.completion", "created": 0, "model": "m"
 
 
 class Handler(BaseHTTPRequestHandler):
-    hits: dict[str, int] = {}
+    server: QuietServer
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         mode = self.path.split("/")[1]
-        self.hits[mode] = self.hits.get(mode, 0) + 1
+        hits = self.server.hits
+        hits[mode] = hits.get(mode, 0) + 1
         if mode == "hang":
             time.sleep(3)
-        if mode == "flaky" and self.hits[mode] == 1 or mode == "down":
+        if mode == "flaky" and hits[mode] == 1 or mode == "down":
             return self._send(503, {"error": {"message": "busy", "type": "server_error", "param": None, "code": None}})
         if mode == "broken":
             return self._send(500, {"error": {"message": "boom", "type": "server_error", "param": None, "code": None}})
@@ -47,22 +48,28 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class QuietServer(ThreadingHTTPServer):
+    """Counts requests per mode (the first path segment)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.hits: dict[str, int] = {}
+
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # the hang case writes to a client that already gave up
 
 
 @pytest.fixture
-def fake_server() -> Iterator[str]:
-    Handler.hits = {}
-    server = QuietServer(("127.0.0.1", 0), Handler)
+def fake_server() -> Iterator[QuietServer]:
+    server = QuietServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
     server.shutdown()
 
 
-def call(url: str, mode: str, timeout_s: float = 10, retries: int = 2):
-    client = make_client(Endpoint("t", f"{url}/{mode}", "m"), timeout_s)
+def call(server: QuietServer, mode: str, timeout_s: float = 10, retries: int = 2):
+    url = f"http://127.0.0.1:{server.server_address[1]}/{mode}"
+    client = make_client(Endpoint("t", url, "m"), timeout_s)
     return complete(client, "m", [{"role": "user", "content": "hi"}], [], 16, retries, backoff_s=0.01)
 
 
@@ -78,7 +85,7 @@ def test_success_returns_the_calls(fake_server):
 
 def test_a_503_is_retried(fake_server):
     reply = call(fake_server, "flaky")
-    assert reply.error is None and reply.attempts == 2 and Handler.hits["flaky"] == 2
+    assert reply.error is None and reply.attempts == 2 and fake_server.hits["flaky"] == 2
 
 
 def test_retries_run_out_into_an_error(fake_server):
@@ -88,7 +95,7 @@ def test_retries_run_out_into_an_error(fake_server):
 
 def test_a_500_is_not_retried(fake_server):
     reply = call(fake_server, "broken")
-    assert reply.error == "HTTP 500: boom" and Handler.hits["broken"] == 1
+    assert reply.error == "HTTP 500: boom" and fake_server.hits["broken"] == 1
 
 
 def test_a_hang_is_cut_by_the_timeout_and_not_retried(fake_server):

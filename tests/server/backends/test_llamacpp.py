@@ -20,10 +20,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def backend():
+    # One event loop for the module, as in the server: the backend's lock belongs to it.
+    loop = asyncio.new_event_loop()
     engine = LlamaCppBackend(Settings(n_ctx=2048))
-    asyncio.run(engine.start())
+    loop.run_until_complete(engine.start())
+    engine.loop = loop
     yield engine
-    asyncio.run(engine.close())
+    loop.run_until_complete(engine.close())
+    loop.close()
 
 
 def generate(backend: LlamaCppBackend, request: GenerationRequest) -> tuple[str, str | None, int]:
@@ -33,7 +37,7 @@ def generate(backend: LlamaCppBackend, request: GenerationRequest) -> tuple[str,
             text += chunk.text
             finish, tokens = chunk.finish_reason or finish, chunk.completion_tokens or tokens
         return text, finish, tokens
-    return asyncio.run(run())
+    return backend.loop.run_until_complete(run())
 
 
 class TestGrammar:

@@ -1,0 +1,63 @@
+"""Request ids, body limits, API keys (flag, file, public metrics) and timeouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.backends.fake import FakeBackend
+from server.settings import Settings
+from tests.server.tools_fixtures import user
+
+
+def client_for(replies: tuple[str, ...] = ("ok",), delay: float = 0.0, **settings: Any) -> TestClient:
+    config = Settings(served_model_name="fake", **settings)
+    return TestClient(create_app(config, FakeBackend(config, replies=replies, delay=delay)))
+
+
+class TestRequestId:
+    def test_generated_and_echoed(self):
+        with client_for() as client:
+            generated = client.get("/health").headers["x-request-id"]
+            echoed = client.get("/health", headers={"x-request-id": "abc-123"}).headers["x-request-id"]
+            replaced = client.get("/health", headers={"x-request-id": "bad id\n"}).headers["x-request-id"]
+        assert generated.startswith("req_") and echoed == "abc-123" and replaced.startswith("req_")
+
+
+class TestLimits:
+    def test_body_too_large(self):
+        with client_for(max_body_bytes=2048) as client:
+            response = client.post("/v1/chat/completions", json={"model": "fake", "messages": user("x" * 5000)})
+        assert response.status_code == 400 and response.json()["error"]["code"] == "request_too_large"
+
+    def test_too_many_messages(self):
+        with client_for(max_messages=3) as client:
+            response = client.post("/v1/chat/completions", json={"model": "fake", "messages": user("x") * 4})
+        assert response.status_code == 400 and response.json()["error"]["param"] == "messages"
+
+    def test_timeout_is_504_and_frees_the_server(self):
+        with client_for(replies=("a slow reply",), delay=0.2, request_timeout=0.5) as client:
+            response = client.post("/v1/chat/completions", json={"model": "fake", "messages": user("x")})
+            assert response.status_code == 504 and response.json()["error"]["type"] == "timeout_error"
+            quick = client.post("/v1/chat/completions", json={"model": "fake", "messages": user("x"), "max_tokens": 1})
+        assert quick.status_code == 200
+
+
+class TestApiKeys:
+    def test_keys_from_file_and_public_metrics(self, tmp_path):
+        keys = tmp_path / "keys"
+        keys.write_text("# ops\nfile-key\n")
+        with client_for(api_key=["flag-key"], api_key_file=keys, metrics_public=True) as client:
+            assert client.get("/metrics").status_code == 200
+            assert client.get("/v1/models").status_code == 401
+            for key in ("flag-key", "file-key"):
+                assert client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+            denied = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        assert denied.headers["www-authenticate"] == "Bearer"
+
+    def test_metrics_protected_by_default(self):
+        with client_for(api_key=["k"]) as client:
+            assert client.get("/metrics").status_code == 401
+            assert client.get("/health").status_code == 200
