@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def main() -> int:
     parser.add_argument("--mask-names", action="store_true", help="also run with meaningless names")
     parser.add_argument("--output", default="runs/bfcl_vs_llama_cpp_server", help="report directory")
     args = parser.parse_args()
+    # Stop both servers when the benchmark is killed, not only on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from server.settings import embedded_model_path
 

@@ -87,15 +87,23 @@ def evaluate(config: EvalConfig) -> Path:
     entries = load_entries(config)
     config.output.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
-    for endpoint in config.endpoints:
-        endpoint = resolve_model(endpoint, config.options.timeout_s)
-        for masked in (False, True) if config.mask_names else (False,):
-            records = run_entries(endpoint, entries, masked, config.options)
-            runs.append({"label": endpoint.label, "base_url": endpoint.base_url, "model": endpoint.model,
-                         "masked": masked, "summary": summarize(records), "records": records})
+    # Every record is also appended here as it lands, so an interrupted run keeps what it measured.
+    with (config.output / "records.partial.jsonl").open("w", encoding="utf-8") as partial:
+        def keep(record: dict[str, Any], label: str) -> None:
+            partial.write(json.dumps({"label": label, **record}, default=str) + "\n")
+            partial.flush()
+
+        for endpoint in config.endpoints:
+            endpoint = resolve_model(endpoint, config.options.timeout_s)
+            for masked in (False, True) if config.mask_names else (False,):
+                records = run_entries(endpoint, entries, masked, config.options,
+                                      lambda record, label=endpoint.label: keep(record, label))
+                runs.append({"label": endpoint.label, "base_url": endpoint.base_url, "model": endpoint.model,
+                             "masked": masked, "summary": summarize(records), "records": records})
     settings = {"command": config.command, "categories": config.categories, "datasets": config.datasets,
                 "limit": config.limit, "seed": config.options.seed, "timeout_s": config.options.timeout_s,
                 "max_tokens": config.options.max_tokens, "workers": config.options.workers}
     with (config.output / "results.json").open("w", encoding="utf-8") as f:
         json.dump({"config": settings, "runs": runs}, f, indent=1, default=str)
+    (config.output / "records.partial.jsonl").unlink()
     return write_report(config.output, runs, settings)

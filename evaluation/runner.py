@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +34,9 @@ def request_for(entry: Entry, masked: bool, seed: int) -> tuple[Entry, list[dict
     return sent, tools, names
 
 
-def run_entries(endpoint: Endpoint, entries: list[Entry], masked: bool, options: RunOptions) -> list[dict[str, Any]]:
-    """One record per entry, in entry order: request, reply and verdict."""
+def run_entries(endpoint: Endpoint, entries: list[Entry], masked: bool, options: RunOptions,
+                on_record: Callable[[dict[str, Any]], None] = lambda record: None) -> list[dict[str, Any]]:
+    """One record per entry, in entry order: request, reply and verdict; ``on_record`` sees each as it lands."""
     client = make_client(endpoint, options.timeout_s)
     description = endpoint.label + (" (masked)" if masked else "")
     progress = Progress(len(entries), description)
@@ -53,6 +55,7 @@ def run_entries(endpoint: Endpoint, entries: list[Entry], masked: bool, options:
         with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
             for record in pool.map(one, entries):
                 records.append(record)
+                on_record(record)
                 tally["passed"] += record["verdict"]["passed"]
                 tally["errors"] += record["reply"]["error"] is not None
                 progress.update(tally["passed"], tally["errors"])

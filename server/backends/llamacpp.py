@@ -54,6 +54,8 @@ class LlamaCppBackend(Backend):
         # Held while a decoding thread runs, released by that thread when it ends: the next
         # generation waits for it even if the previous client left and its task was cancelled.
         self._idle = asyncio.Lock()
+        # Stop flags of running generations, so shutdown need not wait for a long one to finish.
+        self._running: set[threading.Event] = set()
 
     async def start(self) -> ModelInfo:
         path = self._settings.model_path()
@@ -71,6 +73,8 @@ class LlamaCppBackend(Backend):
 
     async def close(self) -> None:
         if self._llama is not None:
+            for cancelled in self._running:
+                cancelled.set()
             async with self._idle:
                 self._llama.close()
             self._llama = None
@@ -115,14 +119,18 @@ class LlamaCppBackend(Backend):
                     loop.call_soon_threadsafe(self._idle.release)
 
         await self._idle.acquire()
+        self._running.add(cancelled)
         try:
             threading.Thread(target=work, daemon=True).start()
         except BaseException:
+            self._running.discard(cancelled)
             self._idle.release()
             raise
         try:
             while True:
                 item = await queue.get()
+                if isinstance(item, BackendUnavailable):
+                    raise item
                 if isinstance(item, BaseException):
                     raise BackendUnavailable(f"llama.cpp generation failed: {item}") from item
                 yield item
@@ -130,6 +138,7 @@ class LlamaCppBackend(Backend):
                     return
         finally:
             cancelled.set()  # the thread stops at its next token and then releases the model
+            self._running.discard(cancelled)
 
     def _decode(self, request: GenerationRequest, cancelled: threading.Event,
                 put: Callable[[Chunk | BaseException], None]) -> None:
@@ -149,7 +158,8 @@ class LlamaCppBackend(Backend):
             for token in llama.generate(tokens, temp=params.temperature, top_p=params.top_p,
                                         top_k=0 if params.temperature > 0 else 1, min_p=0.0,
                                         repeat_penalty=1.0, grammar=grammar, reset=True):
-                if cancelled.is_set():
+                if cancelled.is_set():  # client gone (nobody reads this) or server shutting down
+                    put(BackendUnavailable("generation stopped: the server is shutting down"))
                     return
                 if llama_cpp.llama_token_is_eog(llama._model.vocab, token):
                     finish = "stop"
