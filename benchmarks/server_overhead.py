@@ -79,7 +79,7 @@ def main() -> int:
     cmd = [sys.executable, "-m", "server.cli", "serve", "--backend", "llama", "--port", str(port),
            "--n-threads", str(args.threads), "--log-level", "warning"]
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "server_overhead.log"
-    with started(cmd, f"http://127.0.0.1:{port}", log) as url, httpx.Client(base_url=url, timeout=120) as client:
+    with started(cmd, f"http://127.0.0.1:{port}", log) as url, httpx.Client(base_url=url, timeout=600) as client:
         def served() -> tuple[float, int]:
             start = time.perf_counter()
             response = client.post("/v1/chat/completions", json=body)
@@ -90,6 +90,8 @@ def main() -> int:
         pairs = []
         for i in range(args.warmup + args.n):
             d, s = direct(), served()
+            print(f"pair {i + 1 - args.warmup}: direct {1000 * d[0]:.1f} ms, server {1000 * s[0]:.1f} ms",
+                  file=sys.stderr, flush=True)
             if i >= args.warmup:
                 pairs.append((d, s))
     mismatched = sum(d[1] != s[1] for d, s in pairs)
