@@ -1,0 +1,76 @@
+"""``hammer eval`` as a whole against two fake endpoints that never call a tool (no model needed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from server.cli import main
+
+pytest.importorskip("bfcl_eval")
+pytest.importorskip("openai")
+
+REFUSAL = {"id": "c", "object": "chat.completion", "created": 0, "model": "fake-model", "choices": [{
+    "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "No tool fits."}}]}
+MODELS = {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "me"}]}
+
+
+class Refuser(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self._send(MODELS)
+
+    def do_POST(self) -> None:  # noqa: N802
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert request["model"] == "fake-model" and request["temperature"] == 0 and request["tools"]
+        self._send(REFUSAL)
+
+    def _send(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def refusers() -> Iterator[list[str]]:
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Refuser) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
+    for server in servers:
+        server.shutdown()
+
+
+def test_compare_and_mask_write_every_record_and_a_side_by_side_report(refusers, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["eval", "--base-url", refusers[0], "--label", "a", "--compare", refusers[1], "--compare-label", "b",
+                 "--categories", "simple_python,irrelevance", "--limit", "2", "--mask-names", "--workers", "2",
+                 "--output", str(out)])
+    assert code == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [(r["label"], r["masked"], r["model"]) for r in data["runs"]] == [
+        ("a", False, "fake-model"), ("a", True, "fake-model"), ("b", False, "fake-model"), ("b", True, "fake-model")]
+    for run in data["runs"]:
+        categories = run["summary"]["categories"]
+        assert categories["simple_python"]["accuracy"] == 0.0 and categories["irrelevance"]["accuracy"] == 1.0
+        assert run["summary"]["errors"] == 0 and len(run["records"]) == 4
+    masked_request = data["runs"][1]["records"][0]["request"]
+    assert masked_request["tools"][0]["function"]["name"] != "calculate_triangle_area"
+    assert not (out / "records.partial.jsonl").exists()
+    report = capsys.readouterr().out
+    assert "| simple_python | 2 | 0.0% | 0.0% | 0.0% | 0.0% |" in report
+    assert "| b | **overall** | 50.0% | 50.0% | +0.0 |" in report
+
+
+def test_bad_arguments_end_with_a_message_not_a_traceback(tmp_path, capsys):
+    assert main(["eval", "--base-url", "http://127.0.0.1:9", "--categories", "nope", "--output", str(tmp_path)]) == 2
+    assert "unsupported BFCL category" in capsys.readouterr().err
