@@ -68,10 +68,16 @@ async def throughput(url: str, model: str, concurrency: int, per_client: int) ->
     latencies: list[float] = []
     calls = 0
 
+    errors = 0
+
     async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal calls
+        nonlocal calls, errors
         while not queue.empty():
-            elapsed, data = await one_request(client, queue.get_nowait())
+            try:
+                elapsed, data = await one_request(client, queue.get_nowait())
+            except httpx.HTTPError:  # e.g. 504 past --request-timeout: counted, not fatal
+                errors += 1
+                continue
             latencies.append(elapsed)
             calls += bool(data["choices"][0]["message"].get("tool_calls"))
 
@@ -80,10 +86,9 @@ async def throughput(url: str, model: str, concurrency: int, per_client: int) ->
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    latencies.sort()
-    return {"requests": len(latencies), "rps": len(latencies) / wall, "p50": statistics.median(latencies),
-            "p99": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
-            "with_calls": calls}
+    done = sorted(latencies) or [float("nan")]
+    return {"requests": len(latencies), "rps": len(latencies) / wall, "p50": statistics.median(done),
+            "p99": done[min(len(done) - 1, round(0.99 * (len(done) - 1)))], "with_calls": calls, "errors": errors}
 
 
 async def ttft(url: str, model: str, tools: list[dict[str, Any]], repeats: int) -> tuple[float, int]:
@@ -118,6 +123,8 @@ def main() -> None:
     parser.add_argument("--ttft-tools", type=int, default=10, help="extra tools in the TTFT tool set")
     parser.add_argument("--vllm-args", default=" ".join(VLLM_CPU_ARGS),
                         help="extra hammer serve flags for vLLM (default: the CPU settings)")
+    parser.add_argument("--server-args", default="--request-timeout 3600",
+                        help="extra hammer serve flags for both servers (a slow CPU queues 16 requests long)")
     parser.add_argument("--skip-llama", action="store_true")
     parser.add_argument("--skip-vllm", action="store_true")
     args = parser.parse_args()
@@ -142,7 +149,7 @@ def main() -> None:
             runs.append(("vLLM", "off", [*base, "--enable-prefix-caching", "false"], python))
         for name, caching, flags, python in runs:
             print(f"starting {name} (prefix caching {caching}) ...", file=sys.stderr, flush=True)
-            with running_server(*flags, python=python, startup_timeout=900,
+            with running_server(*flags, *args.server_args.split(), python=python, startup_timeout=900,
                                 log_path=workdir / f"{name}-{caching}.log") as url:
                 if caching != "off":
                     for c in args.concurrency:
@@ -152,11 +159,11 @@ def main() -> None:
 
     print("\nTool-call requests (tool_choice auto, greedy):")
     print(f"| {'backend':<10} | {'concurrency':>11} | {'requests':>8} | {'req/s':>6} | {'p50 s':>6} | {'p99 s':>6} "
-          f"| {'with calls':>10} |")
-    print(f"|{'-' * 12}|{'-' * 13}|{'-' * 10}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 12}|")
+          f"| {'with calls':>10} | {'errors':>6} |")
+    print(f"|{'-' * 12}|{'-' * 13}|{'-' * 10}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 12}|{'-' * 8}|")
     for name, c, r in rows:
         print(f"| {name:<10} | {c:>11} | {r['requests']:>8} | {r['rps']:>6.2f} | {r['p50']:>6.2f} | {r['p99']:>6.2f} "
-              f"| {r['with_calls']:>10} |")
+              f"| {r['with_calls']:>10} | {r['errors']:>6} |")
     print(f"\nTime to first token, same {len(tools)} tools, different questions (median of {args.ttft_repeats}):")
     print(f"| {'backend':<10} | {'prefix caching':<22} | {'prompt tokens':>13} | {'TTFT s':>7} |")
     print(f"|{'-' * 12}|{'-' * 24}|{'-' * 15}|{'-' * 9}|")

@@ -38,12 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from openai import OpenAIError
+
     from evaluation.pipeline import EvalConfig, evaluate
 
     try:
         config = EvalConfig.from_args(args)
         report = evaluate(config)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, OpenAIError) as exc:  # OpenAIError: /v1/models unreachable
         print(f"hammer eval: {exc}", file=sys.stderr)
         return 2
     print(report.read_text())

@@ -20,10 +20,10 @@ MODELS = {"object": "list", "data": [{"id": "fake-model", "object": "model", "cr
 
 
 class Refuser(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self._send(MODELS)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert request["model"] == "fake-model" and request["temperature"] == 0 and request["tools"]
         self._send(REFUSAL)
@@ -74,3 +74,7 @@ def test_compare_and_mask_write_every_record_and_a_side_by_side_report(refusers,
 def test_bad_arguments_end_with_a_message_not_a_traceback(tmp_path, capsys):
     assert main(["eval", "--base-url", "http://127.0.0.1:9", "--categories", "nope", "--output", str(tmp_path)]) == 2
     assert "unsupported BFCL category" in capsys.readouterr().err
+    # no --model and nothing listening: the model lookup fails with a message
+    assert main(["eval", "--base-url", "http://127.0.0.1:9", "--categories", "irrelevance", "--limit", "1",
+                 "--output", str(tmp_path)]) == 2
+    assert "hammer eval: Connection error" in capsys.readouterr().err
