@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -69,6 +70,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=25, help="entries per category (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per request (default: %(default)s)")
     parser.add_argument("--n-ctx", type=int, default=4096, help="context length of both servers")
+    # Same thread count on both sides; llama_cpp.server defaults to half the cores, hammer serve to all.
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                        help="llama.cpp threads of both servers (default: half the cores, llama_cpp.server's default)")
     parser.add_argument("--mask-names", action="store_true", help="also run with meaningless names")
     parser.add_argument("--output", default="runs/bfcl_vs_llama_cpp_server", help="report directory")
     args = parser.parse_args()
@@ -82,9 +86,10 @@ def main() -> int:
     output.mkdir(parents=True, exist_ok=True)
     hammer_port, peer_port = free_port(), free_port()
     hammer_cmd = [sys.executable, "-m", "server.cli", "serve", "--backend", "llama", "--port", str(hammer_port),
-                  "--n-ctx", str(args.n_ctx)]
+                  "--n-ctx", str(args.n_ctx), "--n-threads", str(args.threads)]
     peer_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--chat_format", "chatml-function-calling",
-                "--host", "127.0.0.1", "--port", str(peer_port), "--n_ctx", str(args.n_ctx)]
+                "--host", "127.0.0.1", "--port", str(peer_port), "--n_ctx", str(args.n_ctx),
+                "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads)]
     with started(hammer_cmd, f"http://127.0.0.1:{hammer_port}", output / "hammer.log") as hammer_url, \
             started(peer_cmd, f"http://127.0.0.1:{peer_port}", output / "llama_cpp_server.log") as peer_url:
         eval_cmd = [sys.executable, "-m", "server.cli", "eval", "--base-url", hammer_url, "--label", "hammer serve",
