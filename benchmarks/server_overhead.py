@@ -39,7 +39,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30, help="request pairs (default: %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens per request (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads, both sides")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                        help="llama.cpp threads, both sides (default: half the cores; all cores oversubscribe "
+                             "a shared machine)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured pairs first (default: %(default)s)")
     args = parser.parse_args()
 
