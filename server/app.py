@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.backends import load_backend
 from server.backends.base import Backend
-from server.errors import APIError, error_body, validation_error
+from server.errors import APIError, BackendUnavailable, error_body, validation_error
 from server.metrics import Metrics
+from server.openapi import errors_documented, openapi_schema, sse_event_schema
 from server.middleware import AuthAndMetricsMiddleware
 from server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
 from server.serving import ChatService
@@ -35,10 +36,11 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         info = await engine.start()
         app.state.service = ChatService(engine, info, settings, app.state.metrics)
         log.info("serving %s with the %s backend", info.name, settings.backend)
-        try:
-            yield
-        finally:
-            await engine.close()
+        async with _metrics_listener(settings, app.state.metrics):
+            try:
+                yield
+            finally:
+                await engine.close()
 
     app = FastAPI(title="Hammer function-calling server", version="0.1.0", lifespan=lifespan)
     app.state.metrics = Metrics()
@@ -48,19 +50,27 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.add_middleware(AuthAndMetricsMiddleware, api_keys=settings.api_keys(), metrics=app.state.metrics,
                        public_paths=frozenset(public), max_body_bytes=settings.max_body_bytes)
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
+    @app.get("/health", responses=errors_documented(503))
+    async def health(request: Request) -> dict[str, str]:
+        problem = request.app.state.service.backend.health_error()
+        if problem is not None:
+            raise BackendUnavailable(problem, code="backend_unhealthy")
         return {"status": "ok"}
 
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+    if settings.metrics_port is None:
+        @app.get("/metrics", responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                                        **errors_documented(401)})
+        async def metrics(request: Request) -> Response:
+            return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/v1/models", response_model=ModelList)
+    @app.get("/v1/models", response_model=ModelList, responses=errors_documented(401))
     async def models(request: Request) -> ModelList:
         return ModelList(data=[ModelCard(id=request.app.state.service.info.name)])
 
-    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+    @app.post("/v1/chat/completions", response_model=ChatCompletionResponse,
+              responses={200: {"content": {"text/event-stream": {"schema": sse_event_schema()}},
+                               "description": "A chat completion, or with `stream: true` its chunks as SSE"},
+                         **errors_documented(400, 401, 404, 429, 503, 504)})
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         service: ChatService = request.app.state.service
         prepared = service.prepare(body)
@@ -70,7 +80,26 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return await _until_disconnected(request, service.complete(prepared))
 
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
+
+
+@contextlib.asynccontextmanager
+async def _metrics_listener(settings: Settings, metrics: Metrics) -> AsyncIterator[None]:
+    """With ``--metrics-port``: /metrics on a port of its own (prometheus_client's threaded server)."""
+    if settings.metrics_port is None:
+        yield
+        return
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(settings.metrics_port, settings.host, registry=metrics.registry)
+    log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 async def _until_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
@@ -100,7 +129,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code)
+        # exc.headers carries 405's Allow header, which RFC 9110 requires.
+        return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from server.protocol import ErrorBody, ErrorResponse
 
@@ -66,15 +66,38 @@ def error_body(message: str, error_type: str, param: str | None = None,
 
 
 def validation_error(errors: list[dict[str, Any]]) -> InvalidRequest:
-    """Pydantic/FastAPI validation errors as one 400 naming the first bad field."""
+    """Pydantic/FastAPI validation errors as one 400 naming the first bad field.
+
+    >>> validation_error([{"loc": ("body", "messages", 0, "system", "content", "str"), "msg": "bad"}]).param
+    'messages[0].content'
+    """
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     if first.get("type") == "json_invalid":
         return InvalidRequest(f"The request body is not valid JSON: {first.get('msg')}", code="invalid_json")
-    # A union of message types reports one error per member; name the field, not the member.
-    loc = [p for p in loc if not p.endswith("Message") and not p.startswith(("function-", "literal["))]
-    param = ".".join(loc) or None
-    messages = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in errors[:5]
-    )
-    return InvalidRequest(f"Invalid request: {messages}", param=param)
+    messages = "; ".join(f"{param_path(e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in errors[:5])
+    return InvalidRequest(f"Invalid request: {messages}", param=param_path(first.get("loc", ())))
+
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_TYPE_LABELS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def param_path(loc: Sequence[str | int]) -> str | None:
+    """A pydantic error location as OpenAI writes ``param`` (``messages[0].content``).
+
+    Union members label the location too (``str``, ``list[TextPart]``, ``NamedToolChoice``, and a
+    message's role tag); they name no field, so they are left out.
+    """
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif i == 0 and part == "body":
+            continue
+        elif not part.isidentifier() or part[0].isupper() or part in _TYPE_LABELS:
+            continue
+        elif part in _ROLES and i and isinstance(loc[i - 1], int):
+            continue
+        else:
+            parts.append(f".{part}" if parts else part)
+    return "".join(parts) or None

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 
 class _Model(BaseModel):
-    # Unknown request fields are ignored, as OpenAI-compatible servers commonly do.
-    model_config = ConfigDict(extra="ignore")
+    # Unknown request fields are ignored, as OpenAI-compatible servers commonly do; known ones must
+    # have their JSON type (strict: no "1" for 1, no 0 for false, no 1.0 for an integer).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TextPart(_Model):

@@ -27,12 +27,16 @@ class Settings(BaseSettings):
     served_model_name: str | None = Field(None, description="model id clients send (default: from --model)")
     prompt_format: PromptFormat = Field("hammer-2.1", description="tool prompt layout: hammer-2.1 or hammer-1.0")
     n_ctx: int = Field(4096, ge=256, description="context length in tokens")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: all cores)")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: half the cores; "
+                                              "all cores oversubscribe a machine that runs anything else)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU (llama.cpp built with GPU support)")
     api_key: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="API key(s) clients must send, comma-separated; none: no auth")
     api_key_file: Path | None = Field(None, description="file with more API keys, one per line")
     metrics_public: bool = Field(False, description="serve /metrics without an API key (e.g. for a scraper)")
+    metrics_port: int | None = Field(None, ge=1, le=65535,
+                                     description="serve /metrics on this port of --host instead, without an API "
+                                                 "key (keep the port private)")
     max_queue: int = Field(64, ge=0, description="requests that may wait for the model before 429")
     max_messages: int = Field(256, ge=1, description="most messages one request may hold")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body accepted")

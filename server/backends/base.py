@@ -59,6 +59,10 @@ class Backend(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model."""
 
+    def health_error(self) -> str | None:
+        """Why the engine cannot serve until a restart, or None; /health then answers 503."""
+        return None
+
     @abc.abstractmethod
     def count_tokens(self, prompt: str) -> int: ...
 

@@ -15,7 +15,7 @@ class FakeBackend(Backend):
 
     def __init__(self, settings: Settings, replies: Sequence[str] = ("Hello!",), delay: float = 0.0) -> None:
         self._settings = settings
-        self._replies = list(replies)
+        self.replies = list(replies)
         self._delay = delay
         self.requests: list[GenerationRequest] = []
 
@@ -30,7 +30,7 @@ class FakeBackend(Backend):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         self.requests.append(request)
-        reply = self._replies[(len(self.requests) - 1) % len(self._replies)]
+        reply = self.replies[(len(self.requests) - 1) % len(self.replies)]
         text = reply[: request.params.max_tokens]
         for char in text:
             if self._delay:

@@ -61,7 +61,7 @@ class LlamaCppBackend(Backend):
         path = self._settings.model_path()
         if not os.path.isfile(path):
             raise BackendUnavailable(f"model file not found: {path} (--model expects a .gguf file)")
-        threads = self._settings.n_threads or os.cpu_count() or 1
+        threads = self._settings.n_threads or max(1, (os.cpu_count() or 2) // 2)
         try:
             self._llama = await asyncio.to_thread(
                 llama_cpp.Llama, model_path=path, n_ctx=self._settings.n_ctx,
@@ -175,6 +175,8 @@ class LlamaCppBackend(Backend):
                 if len(generated) >= params.max_tokens:
                     break
             put(Chunk(stops.feed(decoder.decode(b"", final=True)) + stops.flush(), finish, len(generated)))
-        except BaseException as exc:  # noqa: BLE001 - reported to the awaiting request
+        except BaseException as exc:  # noqa: BLE001 - reported to the awaiting request (503)
+            if self._llama is not None:
+                self._llama.reset()  # forget the cached tokens: the next request evaluates its prompt afresh
             put(exc)
 

@@ -147,6 +147,12 @@ class VLLMBackend(Backend):
             self._engine.shutdown()
             self._engine = None
 
+    def health_error(self) -> str | None:
+        # A dead engine core cannot be revived in this process: report it so the orchestrator restarts us.
+        if self._engine is not None and self._engine.errored:
+            return f"the vLLM engine stopped: {self._engine.dead_error}"
+        return None
+
     @property
     def engine(self) -> AsyncLLM:
         if self._engine is None:

@@ -211,7 +211,7 @@ class TestEndpoints:
 class TestBadInput:
     @pytest.mark.parametrize("body,param", [
         ({"model": MODEL}, "messages"),
-        ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0"),
+        ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0]"),
         ({"model": MODEL, "messages": user("x"), "tool_choice": "required"}, "tool_choice"),
         ({"model": MODEL, "messages": user("x"), "tools": TOOLS,
           "tool_choice": {"type": "function", "function": {"name": "launch_rocket"}}}, "tool_choice"),
