@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 from fastapi import FastAPI, Request
@@ -16,8 +17,8 @@ from server.backends import load_backend
 from server.backends.base import Backend
 from server.errors import APIError, BackendUnavailable, error_body, validation_error
 from server.metrics import Metrics
-from server.openapi import errors_documented, openapi_schema, sse_event_schema
 from server.middleware import AuthAndMetricsMiddleware
+from server.openapi import errors_documented, openapi_schema, sse_event_schema
 from server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
 from server.serving import ChatService
 from server.settings import Settings
@@ -36,7 +37,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         info = await engine.start()
         app.state.service = ChatService(engine, info, settings, app.state.metrics)
         log.info("serving %s with the %s backend", info.name, settings.backend)
-        async with _metrics_listener(settings, app.state.metrics):
+        async with _metrics_listener(settings, app.state.metrics), _exit_when_dead(app, engine):
             try:
                 yield
             finally:
@@ -45,6 +46,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app = FastAPI(title="Hammer function-calling server", version="0.1.0", lifespan=lifespan)
     app.state.metrics = Metrics()
     app.state.settings = settings
+    app.state.failure = None
     _install_error_handlers(app)
     public = {"/health", "/metrics"} if settings.metrics_public else {"/health"}
     app.add_middleware(AuthAndMetricsMiddleware, api_keys=settings.api_keys(), metrics=app.state.metrics,
@@ -102,18 +104,48 @@ async def _metrics_listener(settings: Settings, metrics: Metrics) -> AsyncIterat
         thread.join(timeout=5)
 
 
+@contextlib.asynccontextmanager
+async def _exit_when_dead(app: FastAPI, backend: Backend, interval_s: float = 2.0) -> AsyncIterator[None]:
+    """Shut down gracefully once the backend cannot serve until a restart (a dead vLLM engine), so
+    the supervisor (docker's restart policy, systemd, Kubernetes) starts a fresh server;
+    ``app.state.failure`` then says why (``hammer serve`` exits non-zero)."""
+
+    async def watch() -> None:
+        while (problem := backend.health_error()) is None:
+            await asyncio.sleep(interval_s)
+        log.error("the backend cannot serve any more (%s): shutting down so that it is restarted", problem)
+        app.state.failure = problem
+        signal.raise_signal(signal.SIGTERM)  # uvicorn's handler: stop accepting, finish, exit
+
+    task = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 async def _until_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
     """Run ``work``, cancelling it (and freeing its generation slot) if the client goes away."""
     task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=0.25)
-        if done:
-            return task.result()
-        if await request.is_disconnected():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return Response(status_code=499)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                await _cancelled(task)
+                return Response(status_code=499)
+    except asyncio.CancelledError:
+        # uvicorn cancels what still runs when --shutdown-timeout ends: answer instead of a bare 500.
+        await _cancelled(task)
+        error = BackendUnavailable("The server is shutting down; retry the request.", code="server_shutting_down")
+        return JSONResponse(error.body(), status_code=error.status_code)
+
+
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _install_error_handlers(app: FastAPI) -> None:

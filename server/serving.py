@@ -16,7 +16,7 @@ from server.admission import AdmissionGate
 from server.backends.base import Backend, GenerationRequest, ModelInfo, SamplingParams
 from server.constraints import (OutputConstraint, ToolMode, ToolPlan, argument_errors, calls_schema, plan_tools,
                                 response_format_schema)
-from server.errors import ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
+from server.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
 from server.hammer_format import FENCE, HammerParseError, parse_calls, render_prompt
 from server.metrics import Metrics
 from server.protocol import (AssistantMessage, ChatCompletionRequest, ChatCompletionResponse, Choice, Content,
@@ -77,6 +77,8 @@ class ChatService:
     # -- validate and convert ------------------------------------------------------------------
 
     def prepare(self, request: ChatCompletionRequest) -> Prepared:
+        if (problem := self.backend.health_error()) is not None:  # fail fast: it would never be served
+            raise BackendUnavailable(f"{problem}; the server is restarting, retry shortly.", code="backend_unhealthy")
         if request.model != self.info.name:
             raise NotFound(f"The model {request.model!r} does not exist; this server serves {self.info.name!r}.",
                            param="model", code="model_not_found")

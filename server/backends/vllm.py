@@ -184,6 +184,8 @@ class VLLMBackend(Backend):
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         engine = self.engine
+        if (problem := self.health_error()) is not None:  # a dead engine would leave the request waiting
+            raise BackendUnavailable(problem)
         request_id = f"hammer-{uuid.uuid4().hex}"
         prompt = TokensPrompt(prompt_token_ids=self.tokenize(request.prompt))
         stream = engine.generate(prompt, self.sampling_params(request), request_id)

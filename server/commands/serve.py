@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Our middleware writes structured access logs with request ids; uvicorn's would duplicate them.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout)
-    return 0
+    return 1 if app.state.failure else 0  # a dead backend: non-zero, so on-failure restart policies act

@@ -64,3 +64,23 @@ class TestGracefulShutdown:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
         assert time.monotonic() - started < 15
+
+    def test_deadline_answers_a_waiting_non_streamed_request_with_503(self):
+        port = free_port()
+        proc = start(port, "--shutdown-timeout", "2")
+        result: dict = {}
+
+        def request() -> None:
+            body = {"model": "smollm2-135m-instruct", "messages": user("Write a very long story."), "max_tokens": 3000,
+                    "temperature": 1.0}
+            result["response"] = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=120)
+
+        worker = threading.Thread(target=request)
+        worker.start()
+        time.sleep(1.0)  # generating
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=60)
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        response = result["response"]
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "server_shutting_down"

@@ -22,6 +22,15 @@ SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "require
 WEATHER = {"name": "get_weather", "description": "Current weather in a city", "parameters": SCHEMA}
 
 
+# The script's result line; vLLM logs to stdout too, even after it (engine shutdown).
+REPORT = "REPORT"
+
+
+def report_from(stdout: str) -> dict:
+    line = next(line for line in reversed(stdout.splitlines()) if line.startswith(REPORT + " "))
+    return json.loads(line[len(REPORT) + 1:])
+
+
 def serve(python: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     from tests.conftest import REPO
 
@@ -73,7 +82,7 @@ class TestSettingsConflicts:
         result = subprocess.run([require_vllm_python(), __file__, "--conflicts"], capture_output=True, text=True,
                                 timeout=300, check=False)
         assert result.returncode == 0, result.stderr[-3000:]
-        return json.loads(result.stdout.strip().splitlines()[-1])
+        return report_from(result.stdout)
 
     @pytest.mark.parametrize("case", sorted(CONFLICTS))
     def test_refused_before_loading_with_a_clear_message(self, errors, case):
@@ -105,7 +114,7 @@ def engine_report(hf_model_dir: Path) -> dict:
     result = subprocess.run([require_vllm_python(), __file__, str(hf_model_dir)], capture_output=True, text=True,
                             timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return report_from(result.stdout)
 
 
 @pytest.mark.vllm
@@ -137,16 +146,65 @@ class TestEngine:
         assert batched["tokens"][0] >= 16
         assert batched["together_s"] < 0.8 * batched["one_s"] * 3, batched
 
+    def test_a_dead_engine_answers_503_and_fails_health(self, engine_report):
+        death = engine_report["death"]
+        assert death["health_before"] is None
+        assert death["generate_after"].startswith("503: "), death
+        assert death["health_after"] and "engine" in death["health_after"], death
+
     def test_stop_sequence_ends_the_text_before_it(self, engine_report):
         stop = engine_report["stop"]
         assert stop["free"]["text"].startswith(stop["stopped"]["text"] + stop["word"]), stop
         assert stop["stopped"]["finish"] == "stop" and stop["word"] not in stop["stopped"]["text"]
 
 
+@pytest.mark.vllm
+@pytest.mark.slow
+class TestEngineDeath:
+    def test_server_answers_503_then_exits_for_a_restart(self, hf_model_dir, tmp_path):
+        import httpx
+        import psutil
+
+        from tests.conftest import VLLM_CPU_ARGS, free_port, require_vllm_python
+
+        port = free_port()
+        log = (tmp_path / "server.log").open("wb")
+        server = subprocess.Popen([require_vllm_python(), "-m", "server.cli", "serve", "--backend", "vllm",
+                                   "--model", str(hf_model_dir), "--port", str(port), *VLLM_CPU_ARGS],
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[3])
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 600
+            while server.poll() is None and time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            assert httpx.get(f"{url}/health").status_code == 200, (tmp_path / "server.log").read_text()[-3000:]
+            for child in psutil.Process(server.pid).children(recursive=True):  # the engine core, as an OOM kill
+                child.kill()
+            body = {"model": hf_model_dir.name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+            try:
+                response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+                assert response.status_code == 503 and response.json()["error"]["type"] == "server_error"
+            except httpx.TransportError:
+                pass  # the server noticed first and has already stopped accepting
+            assert server.wait(timeout=60) != 0
+            assert "shutting down so that it is restarted" in (tmp_path / "server.log").read_text()
+        finally:
+            if server.poll() is None:
+                server.kill()
+            log.close()
+
+
 def _engine_checks(model_dir: str) -> dict:
     """Run in the vLLM interpreter: start the backend in-process and exercise it."""
+    import psutil  # a vLLM dependency
+
     from server.backends.base import GenerationRequest, SamplingParams
     from server.backends.vllm import VLLMBackend
+    from server.errors import BackendUnavailable
     from server.constraints import OutputConstraint, ToolMode, ToolPlan, calls_schema
     from server.hammer_format import render_prompt
     from server.protocol import FunctionDefinition
@@ -198,6 +256,17 @@ def _engine_checks(model_dir: str) -> dict:
             stopped = await collect(backend, GenerationRequest(
                 chat, SamplingParams(max_tokens=40, temperature=0, stop=(word,))))
             report["stop"] = {"free": free, "word": word, "stopped": stopped}
+
+            # Last: kill the engine-core process, as an out-of-memory kill would.
+            report["death"] = {"health_before": backend.health_error()}
+            for child in psutil.Process().children(recursive=True):
+                child.kill()
+            try:
+                await collect(backend, fixed)
+                report["death"]["generate_after"] = "served"
+            except BackendUnavailable as exc:
+                report["death"]["generate_after"] = f"503: {exc.message}"
+            report["death"]["health_after"] = backend.health_error()
         finally:
             await backend.close()
         return report
@@ -207,4 +276,5 @@ def _engine_checks(model_dir: str) -> dict:
 
 if __name__ == "__main__":  # vLLM spawns engine processes: keep the work behind this guard
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    print(json.dumps(_conflict_errors() if sys.argv[1] == "--conflicts" else _engine_checks(sys.argv[1])))
+    print(REPORT, json.dumps(_conflict_errors() if sys.argv[1] == "--conflicts" else _engine_checks(sys.argv[1])),
+          flush=True)
