@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: half the cores; "
                                               "all cores oversubscribe a machine that runs anything else)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU (llama.cpp built with GPU support)")
+    flash_attn: bool = Field(True, description="llama.cpp: flash attention (prompts evaluate 8-25%% faster on CPU)")
     api_key: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="API key(s) clients must send, comma-separated; none: no auth")
     api_key_file: Path | None = Field(None, description="file with more API keys, one per line")

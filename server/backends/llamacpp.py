@@ -66,7 +66,7 @@ class LlamaCppBackend(Backend):
             self._llama = await asyncio.to_thread(
                 llama_cpp.Llama, model_path=path, n_ctx=self._settings.n_ctx,
                 n_threads=threads, n_threads_batch=threads, n_gpu_layers=self._settings.n_gpu_layers,
-                verbose=False)
+                flash_attn=self._settings.flash_attn, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
         return ModelInfo(self._settings.model_name(), self._llama.n_ctx(), {"path": path})
