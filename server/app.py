@@ -50,7 +50,8 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     _install_error_handlers(app)
     public = {"/health", "/metrics"} if settings.metrics_public else {"/health"}
     app.add_middleware(AuthAndMetricsMiddleware, api_keys=settings.api_keys(), metrics=app.state.metrics,
-                       public_paths=frozenset(public), max_body_bytes=settings.max_body_bytes)
+                       public_paths=frozenset(public), max_body_bytes=settings.max_body_bytes,
+                       routes=app.router.routes)
 
     @app.get("/health", responses=errors_documented(503))
     async def health(request: Request) -> dict[str, str]:

@@ -12,7 +12,9 @@ import logging
 import re
 import time
 import uuid
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any, Awaitable, Callable, MutableMapping, Sequence
+
+from starlette.routing import BaseRoute, Match
 
 from server.errors import APIError, AuthenticationFailed, InvalidRequest
 from server.metrics import Metrics
@@ -34,8 +36,9 @@ class BodyTooLarge(Exception):
 
 class AuthAndMetricsMiddleware:
     def __init__(self, app: ASGIApp, api_keys: list[str], metrics: Metrics, public_paths: frozenset[str],
-                 max_body_bytes: int) -> None:
+                 max_body_bytes: int, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
+        self.routes = routes  # the app's routes, to label requests refused before routing
         self.keys = [k.encode() for k in api_keys]
         self.metrics = metrics
         self.public_paths = public_paths
@@ -70,13 +73,20 @@ class AuthAndMetricsMiddleware:
             if not response_started:
                 await _send_error(send_and_record, self._too_large())
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")  # templates keep labels bounded
+            route = self._route_template(scope)
             elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(elapsed)
             log.info(json.dumps({"request_id": request_id, "method": scope["method"], "path": scope["path"],
                                  "status": status, "duration_ms": round(elapsed * 1000, 1),
                                  "client": (scope.get("client") or ("", 0))[0]}))
+
+    def _route_template(self, scope: Scope) -> str:
+        """The route's path template (bounded label values), also for requests refused before routing."""
+        if scope.get("route") is not None:
+            return scope["route"].path
+        return next((getattr(r, "path", "unmatched") for r in self.routes if r.matches(scope)[0] != Match.NONE),
+                    "unmatched")
 
     def _admission_error(self, scope: Scope, headers: dict[bytes, bytes]) -> APIError | None:
         if self.keys and scope["path"] not in self.public_paths and not self._authorized(headers):

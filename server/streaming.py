@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, AsyncIterator
 
-from server.errors import APIError, error_body
+from server.errors import APIError, BackendUnavailable, error_body
 from server.protocol import ChatCompletionChunk, ChunkChoice, Delta, ToolCallDelta, Usage
 from server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Prepared
 
@@ -63,6 +64,9 @@ async def stream_chunks(service: ChatService, prepared: Prepared) -> AsyncIterat
                     yield out.chunk(None, usage=event.usage)
     except APIError as exc:
         yield _sse(exc.body())
+    except asyncio.CancelledError:  # still running when --shutdown-timeout ended: say so, then end the stream
+        yield _sse(BackendUnavailable("The server is shutting down; retry the request.",
+                                      code="server_shutting_down").body())
     except Exception:  # the stream has started: report in-band, never drop silently
         log.exception("streaming request %s failed", prepared.id)
         yield _sse(error_body("The server failed while generating this response.", "server_error"))

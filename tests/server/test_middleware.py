@@ -57,6 +57,14 @@ class TestApiKeys:
             denied = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
         assert denied.headers["www-authenticate"] == "Bearer"
 
+    def test_refused_requests_are_counted_under_their_route(self):
+        with client_for(api_key=["k"], metrics_public=True) as client:
+            client.get("/v1/models", headers={"Authorization": "Bearer wrong"})
+            client.get("/no/such/route", headers={"Authorization": "Bearer wrong"})
+            metrics = client.get("/metrics").text
+        assert 'hammer_requests_total{route="/v1/models",status="401"} 1.0' in metrics
+        assert 'hammer_requests_total{route="unmatched",status="401"} 1.0' in metrics  # label values stay bounded
+
     def test_metrics_protected_by_default(self):
         with client_for(api_key=["k"]) as client:
             assert client.get("/metrics").status_code == 401

@@ -16,6 +16,11 @@ from tests.server.tools_fixtures import TOOLS, user
 
 pytestmark = pytest.mark.slow
 
+# A completion the grammar keeps going for hundreds of tokens (the model cannot end it early).
+LONG = {"model": "smollm2-135m-instruct", "messages": user("List many words."), "max_tokens": 3000,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "words", "schema": {
+            "type": "array", "items": {"type": "string"}, "minItems": 300}}}}
+
 
 def start(port: int, *args: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), *args],
@@ -56,14 +61,17 @@ class TestGracefulShutdown:
     def test_deadline_cancels_a_long_generation(self):
         port = free_port()
         proc = start(port, "--shutdown-timeout", "1")
-        body = {"model": "smollm2-135m-instruct", "messages": user("Write a very long story."), "max_tokens": 3000,
-                "stream": True}
+        body = {**LONG, "stream": True}
         with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60) as stream:
-            next(stream.iter_lines())
+            lines = stream.iter_lines()
+            next(lines)
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
+            events = [line for line in lines if line.startswith("data: ")]  # until the server ends the stream
             assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
         assert time.monotonic() - started < 15
+        # The client learns why its answer stopped, and the stream ends properly.
+        assert events[-1] == "data: [DONE]" and '"code":"server_shutting_down"' in events[-2], events[-3:]
 
     def test_deadline_answers_a_waiting_non_streamed_request_with_503(self):
         port = free_port()
@@ -71,9 +79,7 @@ class TestGracefulShutdown:
         result: dict = {}
 
         def request() -> None:
-            body = {"model": "smollm2-135m-instruct", "messages": user("Write a very long story."), "max_tokens": 3000,
-                    "temperature": 1.0}
-            result["response"] = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=120)
+            result["response"] = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=LONG, timeout=120)
 
         worker = threading.Thread(target=request)
         worker.start()
