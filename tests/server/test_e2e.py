@@ -76,13 +76,10 @@ class TestToolCalls:
         assert "paris" in choice.message.tool_calls[0].function.arguments.lower()
         assert response.usage.prompt_tokens > 300 and response.usage.completion_tokens > 5
 
-    def test_no_fitting_tool_is_a_refusal(self, client, request):
-        if request.node.callspec.params.get("server") == "vllm":
-            # A model decision, not a backend one: the small non-Hammer SmolLM2 is near a tie
-            # here, and its float32 weights (vLLM) call get_weather where the Q4_1 GGUF refuses.
-            # The refusal path itself is backend-independent serving code.
-            pytest.skip("the float32 SmolLM2 does not refuse this query (model numerics)")
-        response = create(client, messages=user("Tell me a joke about cats."), tools=TOOLS)
+    def test_no_fitting_tool_is_a_refusal(self, client):
+        # A query both the Q4_1 GGUF (llama.cpp) and its float32 weights (vLLM) answer with "[]"; on
+        # others (a joke about cats) the untuned SmolLM2 is near a tie and the two differ.
+        response = create(client, messages=user("Who wrote Hamlet?"), tools=TOOLS)
         choice = response.choices[0]
         assert choice.finish_reason == "stop"
         assert choice.message.tool_calls is None
