@@ -98,7 +98,10 @@ def _check_function(function: FunctionDefinition, param: str, max_depth: int) ->
                              param=f"{param}.parameters")
 
 
-@functools.lru_cache(maxsize=4096)
+# Schemas up to this size are memoized (at most 1024 of them, so at most 64 MiB).
+_MEMO_MAX_CHARS = 64 * 1024
+
+
 def schema_error(schema_json: str) -> str | None:
     """Why a JSON Schema (as canonical JSON) is invalid, or None.
 
@@ -108,6 +111,17 @@ def schema_error(schema_json: str) -> str | None:
     >>> schema_error('{"type": "object"}') is None, schema_error('{"type": 5}')[:20]
     (True, '5 is not valid under')
     """
+    if len(schema_json) > _MEMO_MAX_CHARS:
+        return _check_schema(schema_json)
+    return _memoized_check_schema(schema_json)
+
+
+@functools.lru_cache(maxsize=1024)
+def _memoized_check_schema(schema_json: str) -> str | None:
+    return _check_schema(schema_json)
+
+
+def _check_schema(schema_json: str) -> str | None:
     try:
         jsonschema.Draft202012Validator.check_schema(json.loads(schema_json))
     except jsonschema.SchemaError as exc:

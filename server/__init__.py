@@ -1,0 +1,1 @@
+"""OpenAI-compatible function-calling server for Hammer models."""
