@@ -14,54 +14,16 @@ and ``pip install --no-deps bfcl-eval``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def started(cmd: list[str], url: str, log: Path, timeout_s: float = 300) -> Iterator[str]:
-    """Run ``cmd`` until ``url``/v1/models answers; stop it on exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        try:
-            deadline = time.monotonic() + timeout_s
-            while not _answers(f"{url}/v1/models"):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"exited with {proc.returncode} (log: {log}): {' '.join(cmd)}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"not up within {timeout_s}s: {' '.join(cmd)}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+from tests.processes import free_port, running
 
 
 def main() -> int:
@@ -70,7 +32,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=25, help="entries per category (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per request (default: %(default)s)")
     parser.add_argument("--n-ctx", type=int, default=4096, help="context length of both servers")
-    # Same thread count on both sides; llama_cpp.server defaults to half the cores, hammer serve to all.
+    # Same thread count on both sides (both default to half the cores), set explicitly so runs compare.
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                         help="llama.cpp threads of both servers (default: half the cores, llama_cpp.server's default)")
     parser.add_argument("--mask-names", action="store_true", help="also run with meaningless names")
@@ -90,8 +52,10 @@ def main() -> int:
     peer_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--chat_format", "chatml-function-calling",
                 "--host", "127.0.0.1", "--port", str(peer_port), "--n_ctx", str(args.n_ctx),
                 "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads)]
-    with started(hammer_cmd, f"http://127.0.0.1:{hammer_port}", output / "hammer.log") as hammer_url, \
-            started(peer_cmd, f"http://127.0.0.1:{peer_port}", output / "llama_cpp_server.log") as peer_url:
+    hammer_url, peer_url = f"http://127.0.0.1:{hammer_port}", f"http://127.0.0.1:{peer_port}"
+    # /v1/models: llama_cpp.server has no /health.
+    with running(hammer_cmd, f"{hammer_url}/v1/models", output / "hammer.log"), \
+            running(peer_cmd, f"{peer_url}/v1/models", output / "llama_cpp_server.log"):
         eval_cmd = [sys.executable, "-m", "server.cli", "eval", "--base-url", hammer_url, "--label", "hammer serve",
                     "--compare", peer_url, "--compare-label", "llama_cpp.server", "--compare-model", gguf,
                     "--categories", args.categories, "--limit", str(args.limit), "--timeout", str(args.timeout),

