@@ -22,6 +22,16 @@ def _svg(width: float, height: float, parts: list[str]) -> str:
             + "".join(parts) + "</svg>\n")
 
 
+def _title_and_percent_grid(title: str, left: float, top: float, plot_w: float, plot_h: float) -> list[str]:
+    """The chart's title and horizontal grid lines at 0, 25, ..., 100% of the plot height."""
+    parts = [f'<text x="{left}" y="18" {FONT} font-weight="bold">{escape(title)}</text>']
+    for tick in range(0, 101, 25):
+        y = top + plot_h * (1 - tick / 100)
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y}" y2="{y}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end" {FONT}>{tick}%</text>')
+    return parts
+
+
 def bar_chart(title: str, groups: list[str], series: dict[str, list[float | None]]) -> str:
     """Grouped bars, one group per category, one bar per run; values are shares in 0–1."""
     labels = list(series)
@@ -29,11 +39,7 @@ def bar_chart(title: str, groups: list[str], series: dict[str, list[float | None
     group_w = bar * max(1, len(labels)) + gap
     plot_w = group_w * max(1, len(groups))
     legend_w = 12 + 7 * max((len(s) for s in labels), default=0)
-    parts = [f'<text x="{left}" y="18" {FONT} font-weight="bold">{escape(title)}</text>']
-    for tick in range(0, 101, 25):
-        y = top + plot_h * (1 - tick / 100)
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y}" y2="{y}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end" {FONT}>{tick}%</text>')
+    parts = _title_and_percent_grid(title, left, top, plot_w, plot_h)
     for g, group in enumerate(groups):
         x0 = left + g * group_w + gap / 2
         for s, label in enumerate(labels):
@@ -56,11 +62,7 @@ def cdf_chart(title: str, series: dict[str, list[float]], unit: str = "s") -> st
     left, top, plot_w, plot_h = 50, 30, 420, 220
     high = max((max(v) for v in series.values() if v), default=1.0) or 1.0
     legend_w = 12 + 7 * max((len(s) for s in labels), default=0)
-    parts = [f'<text x="{left}" y="18" {FONT} font-weight="bold">{escape(title)}</text>']
-    for tick in range(0, 101, 25):
-        y = top + plot_h * (1 - tick / 100)
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y}" y2="{y}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end" {FONT}>{tick}%</text>')
+    parts = _title_and_percent_grid(title, left, top, plot_w, plot_h)
     for i in range(5):
         value = high * i / 4
         x = left + plot_w * i / 4

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from evaluation.client import Endpoint, api_base, complete, make_client
+from tests.evaluation.fake_endpoint import JSONHandler
 
 pytest.importorskip("openai")
 
@@ -19,7 +19,11 @@ COMPLETION = {"id": "c", "object": "chat.completion", "created": 0, "model": "m"
         {"id": "call_0", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]}}]}
 
 
-class Handler(BaseHTTPRequestHandler):
+def error(message: str) -> dict:
+    return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+
+
+class Handler(JSONHandler):
     server: QuietServer
 
     def do_POST(self) -> None:
@@ -30,21 +34,11 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "hang":
             time.sleep(3)
         if mode == "flaky" and hits[mode] == 1 or mode == "down":
-            return self._send(503, {"error": {"message": "busy", "type": "server_error", "param": None, "code": None}})
+            return self.send_json(503, error("busy"))
         if mode == "broken":
-            return self._send(500, {"error": {"message": "boom", "type": "server_error", "param": None, "code": None}})
-        self._send(200, COMPLETION)
+            return self.send_json(500, error("boom"))
+        self.send_json(200, COMPLETION)
 
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 class QuietServer(ThreadingHTTPServer):

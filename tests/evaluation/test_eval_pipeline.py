@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from server.cli import main
+from tests.evaluation.fake_endpoint import JSONHandler
 
 pytest.importorskip("bfcl_eval")
 pytest.importorskip("openai")
@@ -19,25 +20,15 @@ REFUSAL = {"id": "c", "object": "chat.completion", "created": 0, "model": "fake-
 MODELS = {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "me"}]}
 
 
-class Refuser(BaseHTTPRequestHandler):
+class Refuser(JSONHandler):
     def do_GET(self) -> None:
-        self._send(MODELS)
+        self.send_json(200, MODELS)
 
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert request["model"] == "fake-model" and request["temperature"] == 0 and request["tools"]
-        self._send(REFUSAL)
+        self.send_json(200, REFUSAL)
 
-    def _send(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
