@@ -95,7 +95,10 @@ async def _metrics_listener(settings: Settings, metrics: Metrics) -> AsyncIterat
         return
     from prometheus_client import start_http_server
 
-    server, thread = start_http_server(settings.metrics_port, settings.host, registry=metrics.registry)
+    try:
+        server, thread = start_http_server(settings.metrics_port, settings.host, registry=metrics.registry)
+    except OSError as exc:
+        raise OSError(f"--metrics-port {settings.metrics_port} on {settings.host}: {exc.strerror}") from None
     log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     try:
         yield
