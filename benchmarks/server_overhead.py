@@ -56,11 +56,12 @@ def main() -> int:
     settings = Settings(n_threads=args.threads)
     body = {"model": EMBEDDED_NAME, "messages": MESSAGES, "tools": TOOLS, "temperature": 0,
             "max_tokens": args.max_tokens}
-    _, _, prompt, constraint = convert(ChatCompletionRequest.model_validate(body), settings, lambda m: "")
+    converted = convert(ChatCompletionRequest.model_validate(body), settings, lambda m: "")
+    prompt, constraint = converted.prompt, converted.constraint
     gguf = str(embedded_model_path())
     llama = llama_cpp.Llama(model_path=gguf, n_ctx=settings.n_ctx, n_threads=args.threads,
                             n_threads_batch=args.threads, verbose=False)
-    grammar_text = constraint_grammar(constraint)
+    grammar_text = constraint_grammar(constraint, settings.schema_limits())
 
     def direct() -> tuple[float, int]:
         start = time.perf_counter()

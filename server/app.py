@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator, Awaitable, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.backends import load_backend
@@ -76,11 +77,12 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
                          **errors_documented(400, 401, 404, 429, 503, 504)})
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         service: ChatService = request.app.state.service
-        prepared = service.prepare(body)
+        prepared = await service.prepare(body)
         if body.stream:
-            service.gate.check()  # a full queue answers 429 before the stream starts
-            return StreamingResponse(stream_chunks(service, prepared), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            ticket = service.gate.admit()  # a full queue answers 429 before the stream starts
+            return StreamingResponse(stream_chunks(service, prepared, ticket), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                                     background=BackgroundTask(ticket.release))  # if the stream never ran
         return await _until_disconnected(request, service.complete(prepared))
 
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]

@@ -31,3 +31,12 @@ def render_chat_template(template: str | None, messages: Sequence[Mapping[str, A
     """The prompt ``template`` (ChatML when the model has none) makes of ``messages``."""
     return compiled(template or CHATML).render(
         messages=list(messages), add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token)
+
+
+def handles_tool_calls(template: str | None) -> bool:
+    """Whether a chat template renders assistant ``tool_calls`` (else a calls-only turn comes out empty).
+
+    >>> handles_tool_calls(CHATML), handles_tool_calls("{% for c in message.tool_calls %}{% endfor %}")
+    (False, True)
+    """
+    return bool(template) and "tool_calls" in template

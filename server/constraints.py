@@ -16,7 +16,10 @@ from typing import Any, Mapping, Sequence
 
 import jsonschema
 
+from server.backends.base import OutputConstraint
 from server.errors import InvalidRequest
+from server.grammar import SchemaLimits, SchemaRejected, prepare_schema, resolve_refs
+from server.grammar.shape import check_shape
 from server.protocol import FunctionDefinition, NamedToolChoice, Tool, ToolChoice
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -30,6 +33,16 @@ class ToolMode(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class PreparedTool:
+    """One tool's parameters in the forms the request needs them."""
+
+    #: ``$ref``s inlined: what the model reads in its prompt (one self-contained schema).
+    resolved: dict[str, Any]
+    #: Checked and bounded for constrained decoding (see ``server.grammar``).
+    decoding: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ToolPlan:
     """What the request asks of tools, after validation."""
 
@@ -37,23 +50,20 @@ class ToolPlan:
     functions: tuple[FunctionDefinition, ...]
     forced_name: str | None = None
     parallel: bool = True
+    prepared: tuple[PreparedTool, ...] = ()
 
     @property
     def by_name(self) -> dict[str, FunctionDefinition]:
         return {f.name: f for f in self.functions}
 
-
-@dataclass(frozen=True)
-class OutputConstraint:
-    """Generated text must be ``prefix + <JSON matching schema> + suffix``."""
-
-    json_schema: dict[str, Any]
-    prefix: str = ""
-    suffix: str = ""
+    def prompt_functions(self) -> list[dict[str, Any]]:
+        """The functions as the prompt shows them, with their references resolved."""
+        return [{**f.model_dump(exclude_none=True), "parameters": p.resolved}
+                for f, p in zip(self.functions, self.prepared)]
 
 
 def plan_tools(tools: Sequence[Tool] | None, tool_choice: ToolChoice | None, parallel: bool,
-               max_tools: int, max_schema_depth: int) -> ToolPlan:
+               max_tools: int, limits: SchemaLimits) -> ToolPlan:
     """Validate tools and resolve ``tool_choice``; raises ``InvalidRequest`` with ``param`` set."""
     if not tools:
         if tool_choice not in (None, "none"):
@@ -65,8 +75,9 @@ def plan_tools(tools: Sequence[Tool] | None, tool_choice: ToolChoice | None, par
                              param="tools")
     functions = tuple(t.function for t in tools)
     seen: set[str] = set()
+    prepared = []
     for i, function in enumerate(functions):
-        _check_function(function, f"tools[{i}].function", max_schema_depth)
+        prepared.append(_check_function(function, f"tools[{i}].function", limits))
         if function.name in seen:
             raise InvalidRequest(f"Duplicate tool name {function.name!r}.", param=f"tools[{i}].function.name")
         seen.add(function.name)
@@ -76,49 +87,67 @@ def plan_tools(tools: Sequence[Tool] | None, tool_choice: ToolChoice | None, par
             raise InvalidRequest(
                 f"tool_choice names function {name!r}, which is not among the declared tools "
                 f"({', '.join(sorted(seen))}).", param="tool_choice")
-        return ToolPlan(ToolMode.NAMED, functions, forced_name=name, parallel=parallel)
-    return ToolPlan(ToolMode(tool_choice or "auto"), functions, parallel=parallel)
+        return ToolPlan(ToolMode.NAMED, functions, forced_name=name, parallel=parallel, prepared=tuple(prepared))
+    return ToolPlan(ToolMode(tool_choice or "auto"), functions, parallel=parallel, prepared=tuple(prepared))
 
 
-def _check_function(function: FunctionDefinition, param: str, max_depth: int) -> None:
+def _check_function(function: FunctionDefinition, param: str, limits: SchemaLimits) -> PreparedTool:
     if not TOOL_NAME.match(function.name):
         raise InvalidRequest(
             f"Invalid tool name {function.name!r}: use 1-64 characters from a-z, A-Z, 0-9, '_', '-', '.'.",
             param=f"{param}.name")
     schema = function.parameters
-    problem = schema_error(json.dumps(schema, sort_keys=True))
-    if problem is not None:
-        raise InvalidRequest(f"Tool {function.name!r} has an invalid JSON Schema: {problem}",
-                             param=f"{param}.parameters")
+    try:
+        # Depth, size and references first: the metaschema check below recurses.
+        tool = prepared_schema(schema, limits)
+    except SchemaRejected as exc:
+        raise InvalidRequest(f"Tool {function.name!r}: {_where(exc)}{exc.message}", param=f"{param}.parameters",
+                             code="unsupported_schema") from None
     if schema.get("type", "object") != "object":
         raise InvalidRequest(f"Tool {function.name!r}: 'parameters' must be a JSON Schema of type 'object'.",
                              param=f"{param}.parameters")
-    if _depth(schema) > max_depth:
-        raise InvalidRequest(f"Tool {function.name!r}: schema nests deeper than {max_depth} levels.",
-                             param=f"{param}.parameters")
+    return tool
+
+
+def _where(exc: SchemaRejected) -> str:
+    return f"at {exc.pointer}: " if exc.pointer else ""
 
 
 # Schemas up to this size are memoized (at most 1024 of them, so at most 64 MiB).
 _MEMO_MAX_CHARS = 64 * 1024
 
 
-def schema_error(schema_json: str) -> str | None:
-    """Why a JSON Schema (as canonical JSON) is invalid, or None.
-
-    Memoized: checking against the 2020-12 metaschema takes milliseconds, and agents send the same
-    tools with every request.
-
-    >>> schema_error('{"type": "object"}') is None, schema_error('{"type": 5}')[:20]
-    (True, '5 is not valid under')
-    """
-    if len(schema_json) > _MEMO_MAX_CHARS:
-        return _check_schema(schema_json)
-    return _memoized_check_schema(schema_json)
-
-
 @functools.lru_cache(maxsize=1024)
-def _memoized_check_schema(schema_json: str) -> str | None:
-    return _check_schema(schema_json)
+def _memoized_prepare(schema_json: str, limits: SchemaLimits) -> PreparedTool | SchemaRejected:
+    return _prepare(schema_json, limits)
+
+
+def _prepare(schema_json: str, limits: SchemaLimits) -> PreparedTool | SchemaRejected:
+    schema = json.loads(schema_json)
+    try:
+        decoding = prepare_schema(schema, limits)
+    except SchemaRejected as exc:
+        return exc
+    problem = _check_schema(schema_json)
+    if problem is not None:
+        return SchemaRejected(f"invalid JSON Schema: {problem}", "")
+    return PreparedTool(resolved=resolve_refs(schema), decoding=decoding)
+
+
+def prepared_schema(schema: Mapping[str, Any], limits: SchemaLimits) -> PreparedTool:
+    """A client schema checked, resolved and bounded; raises ``SchemaRejected``.
+
+    Its shape (depth, size, text) is checked iteratively first: everything after it recurses.
+    Memoized for schemas up to 64 KiB: agents send the same tools with every request, and the
+    metaschema check alone takes milliseconds.
+    """
+    check_shape(schema, limits)
+    # Key order kept: the prompt shows the schema as sent, and arguments are generated in that order.
+    schema_json = json.dumps(schema)
+    result = (_prepare if len(schema_json) > _MEMO_MAX_CHARS else _memoized_prepare)(schema_json, limits)
+    if isinstance(result, SchemaRejected):
+        raise result
+    return result
 
 
 def _check_schema(schema_json: str) -> str | None:
@@ -129,34 +158,30 @@ def _check_schema(schema_json: str) -> str | None:
     return None
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
-
-
 def calls_schema(plan: ToolPlan, max_calls: int, max_string_length: int) -> dict[str, Any]:
     """JSON Schema of the Hammer list of calls the plan allows.
 
+    Each tool's arguments use its prepared schema: references resolved against that tool's own
+    root (nested under ``items`` they would point elsewhere), bounds capped.
+
     >>> from server.protocol import FunctionDefinition as F
-    >>> s = calls_schema(ToolPlan(ToolMode.REQUIRED, (F(name="f"),), parallel=False), 8, 64)
+    >>> s = calls_schema(plan_tools([Tool(type="function", function=F(name="f"))], "required", False, 8,
+    ...                             SchemaLimits()), 8, 64)
     >>> s["minItems"], s["maxItems"], s["items"]["properties"]["name"]
     (1, 1, {'const': 'f'})
     """
-    functions = [f for f in plan.functions if plan.mode != ToolMode.NAMED or f.name == plan.forced_name]
     calls = [
         {
             "type": "object",
             "properties": {
                 "name": {"const": f.name},
-                "arguments": decoding_schema(f.parameters, max_string_length),
+                "arguments": decoding_schema(p.decoding, max_string_length),
             },
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
-        for f in functions
+        for f, p in zip(plan.functions, plan.prepared)
+        if plan.mode != ToolMode.NAMED or f.name == plan.forced_name
     ]
     return {
         "type": "array",
@@ -186,7 +211,9 @@ def _tighten(node: Any, max_len: int) -> Any:
         return node
     for key, value in node.items():
         if key in ("properties", "$defs", "definitions", "patternProperties"):
-            node[key] = {k: _tighten(v, max_len) for k, v in value.items()} if isinstance(value, dict) else value
+            # A ``false`` property may never be written: leave it out (xgrammar rejects ``false``).
+            node[key] = {k: _tighten(v, max_len) for k, v in value.items() if v is not False} \
+                if isinstance(value, dict) else value
         elif key not in ("const", "enum", "default", "examples"):
             node[key] = _tighten(value, max_len)
     if node.get("type") == "string" and not {"enum", "const", "pattern", "format"} & node.keys():
@@ -196,17 +223,17 @@ def _tighten(node: Any, max_len: int) -> Any:
     return node
 
 
-def response_format_schema(kind: str, schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """JSON Schema for ``response_format``; ``None`` for plain text."""
+def response_format_schema(kind: str, schema: Mapping[str, Any] | None,
+                           limits: SchemaLimits) -> dict[str, Any] | None:
+    """The schema to decode ``response_format`` with (checked like a tool's); ``None`` for plain text."""
     if kind == "json_object":
         return {"type": "object"}
     if kind == "json_schema":
         try:
-            jsonschema.Draft202012Validator.check_schema(dict(schema or {}))
-        except jsonschema.SchemaError as exc:
-            raise InvalidRequest(f"response_format has an invalid JSON Schema: {exc.message}",
-                                 param="response_format.json_schema.schema") from None
-        return dict(schema or {})
+            return prepared_schema(dict(schema or {}), limits).decoding
+        except SchemaRejected as exc:
+            raise InvalidRequest(f"response_format: {_where(exc)}{exc.message}",
+                                 param="response_format.json_schema.schema", code="unsupported_schema") from None
     return None
 
 

@@ -175,21 +175,39 @@ def render_prompt(
     messages with string content (``system``/``developer`` become ``user`` turns,
     as BFCL does for Hammer; assistant ``tool_calls`` become the fenced list).
     """
+    return render_prompt_parts(functions, messages, prompt_format)[0]
+
+
+def render_prompt_parts(
+    functions: Sequence[Mapping[str, Any]],
+    messages: Sequence[Mapping[str, Any]],
+    prompt_format: PromptFormat = "hammer-2.1",
+) -> tuple[str, tuple[str, ...]]:
+    """The prompt, and the texts inside it that are content rather than format, in order.
+
+    A tokenizer must read those texts as plain text: only the ``<|im_start|>``/``<|im_end|>``
+    markers around them are control tokens, whatever a message or tool description contains.
+
+    >>> prompt, texts = render_prompt_parts([], [{"role": "user", "content": "hi<|im_end|>"}])
+    >>> texts[-1], prompt.count("hi<|im_end|>")
+    ('hi<|im_end|>', 1)
+    """
     turns = [_turn(m) for m in messages]
     tools = render_tools(functions)
     if prompt_format == "hammer-1.0":
         query = "\n".join(content if role == "user" else f"{role}: {content}" for role, content in turns)
         content = _instruction_block(TASK_INSTRUCTION_V1, tools) + f"[BEGIN OF QUERY]\n{query}\n[END OF QUERY]\n\n"
-        history = ""
+        turns = []
     elif prompt_format == "hammer-2.1":
         content = _instruction_block(TASK_INSTRUCTION_V2_1, tools)
-        history = "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns)
     else:
         raise ValueError(f"unknown prompt format {prompt_format!r}; expected one of {PROMPT_FORMATS}")
-    return (
+    history = "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns)
+    prompt = (
         f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
         f"<|im_start|>user\n{content}<|im_end|>\n{history}<|im_start|>assistant\n"
     )
+    return prompt, (content, *(text for _, text in turns))
 
 
 def _instruction_block(task_instruction: str, tools_json: str) -> str:

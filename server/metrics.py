@@ -20,8 +20,13 @@ class Metrics:
         self.tool_outcomes = Counter(
             "hammer_tool_call_outcomes",
             "Outcome of tool-enabled completions: calls, refusal, invalid (output or a call that failed "
-            "parsing or schema validation), truncated (max_tokens hit inside the output)",
+            "parsing or schema validation), truncated (max_tokens hit inside the output), answer (no new "
+            "call after tool results: the model answered the user in a second pass)",
             ["outcome"], registry=r)
+        self.calls_dropped = Counter(
+            "hammer_duplicate_calls_dropped",
+            "Calls not returned: repeated (made and answered since the last user message; --loop-guard) or "
+            "duplicate (the same call twice in one response; --dedupe-calls)", ["reason"], registry=r)
         self.tool_calls = Counter("hammer_tool_calls_returned", "Validated tool calls returned", registry=r)
         self.prompt_tokens = Counter("hammer_prompt_tokens", "Prompt tokens processed", registry=r)
         self.completion_tokens = Counter("hammer_completion_tokens", "Tokens generated", registry=r)

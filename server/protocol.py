@@ -113,7 +113,8 @@ class ChatCompletionRequest(_Model):
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=1)
-    stop: str | list[str] | None = None
+    # At most 4 stop sequences, as OpenAI: each is matched against every generated token.
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None

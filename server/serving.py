@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Union
 
-from server.admission import AdmissionGate
-from server.backends.base import Backend, GenerationRequest, ModelInfo, SamplingParams
-from server.constraints import (OutputConstraint, ToolMode, ToolPlan, argument_errors, calls_schema, plan_tools,
-                                response_format_schema)
+from server.admission import AdmissionGate, Ticket
+from server.agent_loop import answer_messages, answered_calls, call_key, has_tool_results
+from server.backends.base import (Backend, ConstraintRejected, GenerationRequest, ModelInfo, OutputConstraint,
+                                  SamplingParams)
+from server.constraints import ToolMode, ToolPlan, argument_errors, calls_schema, plan_tools, response_format_schema
 from server.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
-from server.hammer_format import FENCE, HammerParseError, parse_calls, render_prompt
+from server.grammar import SchemaLimits
+from server.chat_template import handles_tool_calls
+from server.hammer_format import FENCE, HammerParseError, parse_calls, render_prompt_parts
 from server.metrics import Metrics
 from server.protocol import (AssistantMessage, ChatCompletionRequest, ChatCompletionResponse, Choice, Content,
                              FunctionCall, InvalidToolCall, ResponseMessage, ToolCall, Usage)
@@ -48,6 +52,14 @@ Event = Union[ContentEvent, CallEvent, EndEvent]
 
 
 @dataclass
+class PassResult:
+    """How one generation pass ended, filled in by the pass as it runs."""
+
+    finish: str = "stop"
+    completion_tokens: int = 0
+
+
+@dataclass
 class Prepared:
     """A validated request, converted to what the backend runs."""
 
@@ -60,6 +72,10 @@ class Prepared:
     prompt_tokens: int
     include_usage: bool = False
     started: float = field(default_factory=time.perf_counter)
+    #: Calls made and answered since the last user message (the loop guard drops them if repeated).
+    answered: frozenset[str] = frozenset()
+    #: Tool results came back since the last user message: ``[]`` now means "answer the user".
+    after_tool_results: bool = False
 
 
 def new_call_id() -> str:
@@ -76,7 +92,9 @@ class ChatService:
 
     # -- validate and convert ------------------------------------------------------------------
 
-    def prepare(self, request: ChatCompletionRequest) -> Prepared:
+    async def prepare(self, request: ChatCompletionRequest) -> Prepared:
+        """Validate and convert; the CPU-heavy part (templates, schemas, tokenizing) runs off the event
+        loop, so one large request does not stall /health and the other clients."""
         if (problem := self.backend.health_error()) is not None:  # fail fast: it would never be served
             raise BackendUnavailable(f"{problem}; the server is restarting, retry shortly.", code="backend_unhealthy")
         if request.model != self.info.name:
@@ -85,19 +103,30 @@ class ChatService:
         if len(request.messages) > self.settings.max_messages:
             raise InvalidRequest(f"Too many messages: {len(request.messages)} given, at most "
                                  f"{self.settings.max_messages} allowed.", param="messages")
-        plan, messages, prompt, constraint = convert(request, self.settings, self.backend.chat_prompt)
-        prompt_tokens = self.backend.count_tokens(prompt)
+        return await asyncio.to_thread(self._prepare, request)
+
+    def _prepare(self, request: ChatCompletionRequest) -> Prepared:
+        reject_undecodable_text(request)
+        converted = convert(request, self.settings, self.backend.chat_prompt,
+                            handles_tool_calls(self.backend.chat_template_source()))
+        plan, prompt, plain = converted.plan, converted.prompt, converted.plain_texts
+        prompt_tokens = self.backend.count_tokens(prompt, plain)
         max_tokens = self._max_tokens(request, prompt_tokens)
         stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
         params = SamplingParams(max_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
                                 stop=stop if plan.mode == ToolMode.NONE else (), seed=request.seed)
+        generation = GenerationRequest(prompt, params, converted.constraint, plain_texts=plain)
+        try:
+            self.backend.check(generation)  # the grammar is built and parsed before the request takes a slot
+        except ConstraintRejected as exc:
+            raise InvalidRequest(f"The output constraint cannot be built: {exc}",
+                                 param="tools" if plan.mode != ToolMode.NONE else "response_format") from None
         return Prepared(
             id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=self.info.name, plan=plan,
-            messages=messages, generation=GenerationRequest(prompt, params, constraint), prompt_tokens=prompt_tokens,
-            include_usage=bool(request.stream_options and request.stream_options.include_usage))
-
-    def _chat_prompt(self, messages: list[dict[str, Any]]) -> str:
-        return chat_prompt(self.backend.chat_prompt, messages)
+            messages=converted.messages, generation=generation, prompt_tokens=prompt_tokens,
+            include_usage=bool(request.stream_options and request.stream_options.include_usage),
+            answered=answered_calls(converted.messages) if self.settings.loop_guard else frozenset(),
+            after_tool_results=has_tool_results(converted.messages))
 
     def _max_tokens(self, request: ChatCompletionRequest, prompt_tokens: int) -> int:
         limit = self.info.context_length
@@ -121,21 +150,32 @@ class ChatService:
 
     # -- generate ------------------------------------------------------------------------------
 
-    async def events(self, prepared: Prepared) -> AsyncIterator[Event]:
-        """The request's events; waiting and generating together get ``request_timeout`` seconds."""
+    async def events(self, prepared: Prepared, ticket: Ticket | None = None) -> AsyncIterator[Event]:
+        """The request's events; waiting and generating together get ``request_timeout`` seconds.
+
+        ``ticket``: the queue place a stream took before its response started (see ``AdmissionGate``).
+        """
         limit = self.settings.request_timeout
         try:
-            async with asyncio.timeout(limit), self.gate.slot():
-                stream = (self._content_events(prepared.generation, prepared) if prepared.plan.mode == ToolMode.NONE
-                          else self._tool_events(prepared))
+            async with asyncio.timeout(limit), self.gate.slot(ticket):
+                stream = (self._content_events(prepared.generation, prepared, PassResult())
+                          if prepared.plan.mode == ToolMode.NONE else self._tool_events(prepared))
                 async for event in stream:
+                    if isinstance(event, EndEvent):  # counted once, where the request ends
+                        self.metrics.prompt_tokens.inc(event.usage.prompt_tokens)
+                        self.metrics.completion_tokens.inc(event.usage.completion_tokens)
                     yield event
         except TimeoutError:
             raise RequestTimeout(f"The request did not finish within {limit:g} seconds; the server is busy or "
                                  "max_tokens is large. Retry, or lower max_tokens.", code="timeout") from None
 
-    async def _content_events(self, generation: GenerationRequest, prepared: Prepared) -> AsyncIterator[Event]:
+    async def _content_events(self, generation: GenerationRequest, prepared: Prepared, result: PassResult,
+                              earlier: Usage | None = None, invalid: tuple[InvalidToolCall, ...] = ()
+                              ) -> AsyncIterator[Event]:
+        """Plain text from one pass; its ``EndEvent`` adds the usage of ``earlier`` passes."""
         first = True
+        prompt_tokens = prepared.prompt_tokens if earlier is None else self.backend.count_tokens(
+            generation.prompt, generation.plain_texts)
         async for chunk in self.backend.generate(generation):
             if chunk.text:
                 if first:
@@ -143,68 +183,92 @@ class ChatService:
                     first = False
                 yield ContentEvent(chunk.text)
             if chunk.finish_reason:
-                yield EndEvent(chunk.finish_reason, self._usage(prepared, chunk.completion_tokens))
+                result.finish, result.completion_tokens = chunk.finish_reason, chunk.completion_tokens
+                yield EndEvent(chunk.finish_reason, add_usage(earlier, prompt_tokens, chunk.completion_tokens),
+                               invalid=invalid)
 
     async def _tool_events(self, prepared: Prepared) -> AsyncIterator[Event]:
         scanner = CallScanner()
         invalid: list[InvalidToolCall] = []
-        calls = 0
-        finish, completion_tokens = "stop", 0
+        returned: set[str] = set()
+        result = PassResult()
         async for chunk in self.backend.generate(prepared.generation):
             for element in scanner.feed(chunk.text):
-                call, error = self._checked_call(element, prepared.plan)
+                call, key, error = self._checked_call(element, prepared.plan)
                 if call is None:
                     invalid.append(error)
-                    continue
-                if calls == 0:
-                    self.metrics.ttft.observe(time.perf_counter() - prepared.started)
-                yield CallEvent(calls, call)
-                calls += 1
+                elif key in prepared.answered:  # made and answered already: repeating it loops forever
+                    self.metrics.calls_dropped.labels("repeated").inc()
+                elif key in returned and self.settings.dedupe_calls:
+                    self.metrics.calls_dropped.labels("duplicate").inc()
+                else:
+                    if not returned:
+                        self.metrics.ttft.observe(time.perf_counter() - prepared.started)
+                    yield CallEvent(len(returned), call)
+                    returned.add(key)
             if chunk.finish_reason:
-                finish, completion_tokens = chunk.finish_reason, chunk.completion_tokens
-        usage = self._usage(prepared, completion_tokens)
+                result.finish, result.completion_tokens = chunk.finish_reason, chunk.completion_tokens
+        usage = add_usage(None, prepared.prompt_tokens, result.completion_tokens)
+        truncated = result.finish == "length" and not scanner.closed
         if not scanner.closed:
-            invalid.append(self._unfinished(scanner, finish))
-        self.metrics.tool_calls.inc(calls)
-        outcome = "truncated" if finish == "length" and not scanner.closed else (
-            "invalid" if invalid else "calls" if calls else "refusal")
-        self.metrics.tool_outcomes.labels(outcome).inc()
-        if calls:
-            yield EndEvent("length" if finish == "length" else "tool_calls", usage, invalid=tuple(invalid))
+            invalid.append(self._unfinished(scanner, result.finish))
+        self.metrics.tool_calls.inc(len(returned))
+        if returned:
+            outcome = "truncated" if truncated else "invalid" if invalid else "calls"
+            end: EndEvent | None = EndEvent("length" if truncated else "tool_calls", usage, invalid=tuple(invalid))
+        elif prepared.after_tool_results and not truncated:
+            outcome, end = "answer", None  # no new call after tool results: the model may answer the user
         elif invalid:
-            yield EndEvent(finish, usage, content=_failure_message(invalid), invalid=tuple(invalid))
+            outcome = "truncated" if truncated else "invalid"
+            end = EndEvent(result.finish, usage, content=_failure_message(invalid), invalid=tuple(invalid))
         elif self.settings.refusal == "chat":
-            async for event in self._chat_refusal(prepared):
-                yield event
+            outcome, end = "refusal", None
         else:
-            yield EndEvent("stop", usage, content=self.settings.refusal_message)
-
-    async def _chat_refusal(self, prepared: Prepared) -> AsyncIterator[Event]:
-        """Answer as plain chat (no tools) after the model found no fitting tool."""
-        prompt = self._chat_prompt(prepared.messages)
-        room = self.info.context_length - self.backend.count_tokens(prompt)
-        params = prepared.generation.params
-        generation = GenerationRequest(prompt, SamplingParams(
-            max_tokens=max(1, min(params.max_tokens, room)), temperature=params.temperature,
-            top_p=params.top_p, seed=params.seed))
-        async for event in self._content_events(generation, prepared):
+            outcome, end = "refusal", EndEvent("stop", usage, content=self.settings.refusal_message)
+        self.metrics.tool_outcomes.labels(outcome).inc()
+        if end is not None:
+            yield end
+            return
+        async for event in self._answer_turn(prepared, usage, tuple(invalid)):
             yield event
 
-    def _checked_call(self, element: str, plan: ToolPlan) -> tuple[ToolCall | None, InvalidToolCall | None]:
+    async def _answer_turn(self, prepared: Prepared, first: Usage,
+                           invalid: tuple[InvalidToolCall, ...]) -> AsyncIterator[Event]:
+        """A second, unconstrained pass in plain chat that sees the calls made and their results."""
+        messages = answer_messages(prepared.messages, handles_tool_calls(self.backend.chat_template_source()))
+        prompt = chat_prompt(self.backend.chat_prompt, messages)
+        plain = client_texts(messages)
+        room = self.info.context_length - self.backend.count_tokens(prompt, plain)
+        params = prepared.generation.params
+        budget = min(params.max_tokens - first.completion_tokens, room)
+        if budget < 1:  # max_tokens or the context is spent: say so instead of generating nothing
+            yield EndEvent("length", first, invalid=invalid)
+            return
+        generation = GenerationRequest(prompt, SamplingParams(
+            max_tokens=budget, temperature=params.temperature, top_p=params.top_p, seed=params.seed),
+            plain_texts=plain)
+        async for event in self._content_events(generation, prepared, PassResult(), first, invalid):
+            yield event
+
+    @staticmethod
+    def _checked_call(element: str, plan: ToolPlan) -> tuple[ToolCall | None, str, InvalidToolCall | None]:
+        """The call in one list element with its ``call_key``, or why it cannot be returned."""
         try:
             [call] = parse_calls(element)
         except (HammerParseError, ValueError) as exc:
-            return None, InvalidToolCall(arguments=element, error=str(exc))
+            return None, "", InvalidToolCall(arguments=element, error=str(exc))
         arguments = json.dumps(call.arguments, ensure_ascii=False)
         function = plan.by_name.get(call.name)
         if function is None:
-            return None, InvalidToolCall(name=call.name, arguments=arguments,
-                                         error=f"the model called {call.name!r}, which is not a declared tool")
+            return None, "", InvalidToolCall(name=call.name, arguments=arguments,
+                                             error=f"the model called {call.name!r}, which is not a declared tool")
         problem = argument_errors(function, call.arguments)
         if problem:
-            return None, InvalidToolCall(name=call.name, arguments=arguments,
-                                         error=f"arguments do not match the schema of {call.name!r}: {problem}")
-        return ToolCall(id=new_call_id(), function=FunctionCall(name=call.name, arguments=arguments)), None
+            return None, "", InvalidToolCall(name=call.name, arguments=arguments,
+                                             error=f"arguments do not match the schema of {call.name!r}: {problem}")
+        call_id = new_call_id()
+        return ToolCall(id=call_id, function=FunctionCall(name=call.name, arguments=arguments)), \
+            call_key(call.name, call.arguments), None
 
     @staticmethod
     def _unfinished(scanner: CallScanner, finish: str) -> InvalidToolCall:
@@ -213,12 +277,6 @@ class ChatService:
             return InvalidToolCall(arguments=raw, error="the output was cut off by max_tokens before the list of "
                                                         "calls was complete; raise max_tokens")
         return InvalidToolCall(arguments=raw, error="the output is not a complete Hammer list of calls")
-
-    def _usage(self, prepared: Prepared, completion_tokens: int) -> Usage:
-        self.metrics.prompt_tokens.inc(prepared.prompt_tokens)
-        self.metrics.completion_tokens.inc(completion_tokens)
-        return Usage(prompt_tokens=prepared.prompt_tokens, completion_tokens=completion_tokens,
-                     total_tokens=prepared.prompt_tokens + completion_tokens)
 
     # -- build ---------------------------------------------------------------------------------
 
@@ -244,25 +302,56 @@ class ChatService:
                                       usage=end.usage)
 
 
+@dataclass(frozen=True)
+class Converted:
+    """A request as the backend runs it."""
+
+    plan: ToolPlan
+    messages: list[dict[str, Any]]
+    prompt: str
+    #: Client texts inside ``prompt``, tokenized as plain text (``GenerationRequest.plain_texts``).
+    plain_texts: tuple[str, ...]
+    constraint: OutputConstraint | None
+
+
 def convert(request: ChatCompletionRequest, settings: Settings,
-            chat_template: Callable[[list[dict[str, Any]]], str]) -> tuple[ToolPlan, list[dict[str, Any]], str,
-                                                                          OutputConstraint | None]:
+            chat_template: Callable[[list[dict[str, Any]]], str], template_handles_tools: bool = False) -> Converted:
     """Validated tool plan, plain messages, prompt text and output constraint of a request.
 
-    Requests with tools get the Hammer prompt; others the model's own ``chat_template``.
+    Requests with tools get the Hammer prompt; others the model's own ``chat_template``, with
+    earlier calls and results written as text where the template cannot render them.
     """
-    plan = plan_tools(request.tools, request.tool_choice, request.parallel_tool_calls,
-                      settings.max_tools, settings.max_schema_depth)
+    limits = settings.schema_limits()
+    plan = plan_tools(request.tools, request.tool_choice, request.parallel_tool_calls, settings.max_tools, limits)
     messages = [_message_dict(m, i) for i, m in enumerate(request.messages)]
     if plan.mode == ToolMode.NONE:
-        return plan, messages, chat_prompt(chat_template, messages), _response_format(request)
+        chat = answer_messages(messages, template_handles_tools)
+        prompt = chat_prompt(chat_template, chat)
+        return Converted(plan, messages, prompt, client_texts(chat), _response_format(request, limits))
     if request.response_format and request.response_format.type != "text":
         raise InvalidRequest("response_format cannot be combined with tools; the tool schemas "
                              "already constrain the output.", param="response_format")
-    functions = [f.model_dump(exclude_none=True) for f in plan.functions]
-    prompt = render_prompt(functions, messages, settings.prompt_format)
+    prompt, plain = render_prompt_parts(plan.prompt_functions(), messages, settings.prompt_format)
     schema = calls_schema(plan, settings.max_tool_calls, settings.max_string_length)
-    return plan, messages, prompt, OutputConstraint(schema, prefix=f"{FENCE}\n", suffix=f"\n{FENCE}")
+    return Converted(plan, messages, prompt, plain, OutputConstraint(schema, prefix=f"{FENCE}\n", suffix=f"\n{FENCE}"))
+
+
+def add_usage(earlier: Usage | None, prompt_tokens: int, completion_tokens: int) -> Usage:
+    """Usage of one more pass on top of ``earlier`` ones: a request's usage counts every pass.
+
+    >>> add_usage(add_usage(None, 10, 2), 5, 3).model_dump()
+    {'prompt_tokens': 15, 'completion_tokens': 5, 'total_tokens': 20}
+    """
+    prompt = prompt_tokens + (earlier.prompt_tokens if earlier else 0)
+    completion = completion_tokens + (earlier.completion_tokens if earlier else 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def client_texts(messages: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The message contents, which a chat template writes into the prompt: backends tokenize them as
+    plain text, so a message cannot forge the template's control tokens. (A template that changes
+    a text leaves it unfound, and the backend then treats it like the template's own text.)"""
+    return tuple(m["content"] for m in messages if m.get("content"))
 
 
 def chat_prompt(chat_template: Callable[[list[dict[str, Any]]], str], messages: list[dict[str, Any]]) -> str:
@@ -272,15 +361,44 @@ def chat_prompt(chat_template: Callable[[list[dict[str, Any]]], str], messages: 
         raise InvalidRequest(f"The model's chat template rejected the messages: {exc}", param="messages") from None
 
 
-def _response_format(request: ChatCompletionRequest) -> OutputConstraint | None:
+def _response_format(request: ChatCompletionRequest, limits: SchemaLimits) -> OutputConstraint | None:
     fmt = request.response_format
     if fmt is None or fmt.type == "text":
         return None
     if fmt.type == "json_schema" and fmt.json_schema is None:
         raise InvalidRequest("response_format of type 'json_schema' needs a 'json_schema' object.",
                              param="response_format.json_schema")
-    schema = response_format_schema(fmt.type, fmt.json_schema.schema_ if fmt.json_schema else None)
+    schema = response_format_schema(fmt.type, fmt.json_schema.schema_ if fmt.json_schema else None, limits)
     return OutputConstraint(schema) if schema is not None else None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def reject_undecodable_text(request: ChatCompletionRequest) -> None:
+    """400 for a lone surrogate (``"\\ud800"`` is valid JSON but no text): it cannot be encoded for
+    the tokenizer. Walks the request iteratively, naming the first field that holds one.
+
+    >>> from server.protocol import ChatCompletionRequest as R
+    >>> reject_undecodable_text(R(model="m", messages=[{"role": "user", "content": "a\\ud800"}]))
+    Traceback (most recent call last):
+    server.errors.InvalidRequest: messages[0].content holds a lone UTF-16 surrogate, which is not text.
+    """
+    stack: list[tuple[str, Any]] = [("", request.model_dump(by_alias=True, exclude_none=True))]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                raise InvalidRequest(f"{path} holds a lone UTF-16 surrogate, which is not text.", param=path,
+                                     code="invalid_text")
+        elif isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                if not key.isascii() and _SURROGATE.search(key):
+                    raise InvalidRequest(f"{path} has a key with a lone UTF-16 surrogate, which is not text.",
+                                         param=path or None, code="invalid_text")
+                stack.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
 
 
 def _failure_message(invalid: list[InvalidToolCall]) -> str:

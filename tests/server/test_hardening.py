@@ -40,8 +40,8 @@ class TestLimits:
     @pytest.mark.parametrize("request_body,param,code", [
         (body(messages=user("x" * 5000)), None, "request_too_large"),
         (body(tools=[WEATHER] * 3), "tools", None),
-        (body(tools=[{"type": "function", "function": {"name": "deep", "parameters": nested(3)}}]),
-         "tools[0].function.parameters", None),
+        (body(tools=[{"type": "function", "function": {"name": "deep", "parameters": nested(5)}}]),
+         "tools[0].function.parameters", "unsupported_schema"),
         (body(messages=user("hi") * 4), "messages", None),
         (body(max_tokens=2000), "max_tokens", "context_length_exceeded"),
     ], ids=["body-size", "tool-count", "schema-depth", "message-count", "max-tokens-vs-context"])
@@ -60,7 +60,7 @@ class TestLimits:
 class TestQueueBound:
     @pytest.fixture(scope="class")
     def url(self, tmp_path_factory):
-        with running_server("--max-queue", "1", log_path=tmp_path_factory.mktemp("queue") / "server.log") as url:
+        with running_server("--max-queue", "1", "--max-array-items", "300", log_path=tmp_path_factory.mktemp("queue") / "server.log") as url:
             yield url
 
     def test_concurrent_load_past_the_queue_gets_429_with_retry_after(self, url):

@@ -205,3 +205,122 @@ class TestAdmission:
         assert first.status_code == 200 and first.json()["choices"][0]["message"]["content"] == "slow reply"
         assert second.status_code == 429 and second.headers["retry-after"] == "1"
         assert second.json()["error"]["code"] == "queue_full"
+
+    def test_streams_past_the_queue_get_429_before_the_stream(self):
+        config = Settings(served_model_name="fake", max_queue=2)
+        app = create_app(config, FakeBackend(config, replies=["slow reply"], delay=0.02))
+
+        async def main() -> list[httpx.Response]:
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                    body = {"model": "fake", "messages": user("hi"), "stream": True}
+                    return await asyncio.gather(*(client.post("/v1/chat/completions", json=body)
+                                                  for _ in range(8)))
+
+        responses = asyncio.run(main())
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses.count(200) >= 1 and statuses.count(429) >= 1 and set(statuses) == {200, 429}
+        for response in responses:
+            if response.status_code == 200:
+                assert "error" not in response.text and response.text.endswith("data: [DONE]\n\n")
+
+
+AFTER_RESULT = [*user("What's the weather in Paris?"),
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+                    "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "It is 17 degrees in Paris."}]
+
+
+class TestAgentLoop:
+    def test_empty_list_after_tool_results_runs_the_answer_turn(self):
+        client, backend = make_client(["```\n[]\n```", "It is 17 degrees."])
+        with client:
+            response = chat(client, messages=AFTER_RESULT).json()
+        choice = response["choices"][0]
+        assert choice == {**choice, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": "It is 17 degrees.", "tool_calls": None}}
+        first, second = backend.requests
+        assert second.constraint is None and "[BEGIN OF AVAILABLE TOOLS]" not in second.prompt
+        assert "It is 17 degrees in Paris." in second.prompt and 'get_weather({"city": "Paris"})' in second.prompt
+        # usage counts both passes
+        both = backend.count_tokens(first.prompt) + backend.count_tokens(second.prompt)
+        assert response["usage"]["prompt_tokens"] == both
+        assert response["usage"]["completion_tokens"] == len("```\n[]\n```") + len("It is 17 degrees.")
+
+    def test_answer_turn_streams_as_content_deltas(self):
+        client, _ = make_client(["```\n[]\n```", "It is 17 degrees."])
+        with client:
+            events = stream_events(client, messages=AFTER_RESULT, stream_options={"include_usage": True})
+        streamed = reassemble(events)
+        assert streamed["message"]["content"] == "It is 17 degrees." and streamed["finish"] == "stop"
+        assert sum(1 for e in events if e["choices"] and e["choices"][0]["delta"].get("content")) > 1
+        assert events[-1]["usage"]["completion_tokens"] == len("```\n[]\n```") + len("It is 17 degrees.")
+
+    def test_a_repeated_answered_call_is_dropped_and_the_model_answers(self):
+        client, backend = make_client([WEATHER_CALL, "17 degrees."])
+        with client:
+            message = chat(client, messages=AFTER_RESULT).json()["choices"][0]["message"]
+            metrics = client.get("/metrics").text
+        assert message["tool_calls"] is None and message["content"] == "17 degrees."
+        assert len(backend.requests) == 2
+        assert 'hammer_duplicate_calls_dropped_total{reason="repeated"} 1.0' in metrics
+        assert 'hammer_tool_call_outcomes_total{outcome="answer"} 1.0' in metrics
+
+    def test_a_new_call_after_results_is_returned(self):
+        client, _ = make_client(['```\n[{"name": "get_weather", "arguments": {"city": "Rome"}}]\n```'])
+        with client:
+            message = chat(client, messages=AFTER_RESULT).json()["choices"][0]["message"]
+        assert [json.loads(c["function"]["arguments"]) for c in message["tool_calls"]] == [{"city": "Rome"}]
+
+    def test_loop_guard_can_be_turned_off(self):
+        client, backend = make_client([WEATHER_CALL], loop_guard=False)
+        with client:
+            message = chat(client, messages=AFTER_RESULT).json()["choices"][0]["message"]
+        assert len(message["tool_calls"]) == 1 and len(backend.requests) == 1
+
+    def test_duplicates_in_one_response_collapse(self):
+        twice = WEATHER_CALL.replace("}}]", '}}, {"name": "get_weather", "arguments": {"city": "Paris"}}]')
+        client, _ = make_client([twice])
+        with client:
+            message = chat(client).json()["choices"][0]["message"]
+            metrics = client.get("/metrics").text
+        assert len(message["tool_calls"]) == 1
+        assert 'hammer_duplicate_calls_dropped_total{reason="duplicate"} 1.0' in metrics
+
+    def test_dedupe_can_be_turned_off(self):
+        twice = WEATHER_CALL.replace("}}]", '}}, {"name": "get_weather", "arguments": {"city": "Paris"}}]')
+        client, _ = make_client([twice], dedupe_calls=False)
+        with client:
+            assert len(chat(client).json()["choices"][0]["message"]["tool_calls"]) == 2
+
+    def test_without_tools_earlier_calls_are_rendered_as_text(self):
+        client, backend = make_client(["17 degrees."])
+        with client:
+            message = chat(client, tools=None, messages=AFTER_RESULT).json()["choices"][0]["message"]
+        prompt = backend.requests[0].prompt
+        assert message["content"] == "17 degrees."
+        assert 'get_weather({"city": "Paris"})' in prompt and "<|im_start|>tool" not in prompt
+        assert "<|im_start|>assistant\n<|im_end|>" not in prompt, "no empty assistant turn"
+
+    def test_empty_list_on_a_fresh_question_is_still_a_refusal(self):
+        client, backend = make_client(["```\n[]\n```"], refusal_message="Nothing fits.")
+        with client:
+            message = chat(client).json()["choices"][0]["message"]
+        assert message["content"] == "Nothing fits." and len(backend.requests) == 1
+
+
+class TestTextLimits:
+    def test_lone_surrogate_is_a_400_naming_the_field(self):
+        client, _ = make_client(["ok"])
+        raw = b'{"model": "fake", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+        with client:
+            response = client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "messages[0].content"
+
+    def test_more_than_four_stop_sequences_is_a_400(self):
+        client, _ = make_client(["ok"])
+        with client:
+            response = chat(client, tools=None, stop=["a", "b", "c", "d", "e"])
+        assert response.status_code == 400 and response.json()["error"]["param"] == "stop"

@@ -14,7 +14,9 @@ from tests.server.tools_fixtures import TOOLS, user
 
 pytestmark = pytest.mark.slow
 
-# A completion the grammar keeps going for hundreds of tokens (the model cannot end it early).
+# A completion the grammar keeps going for hundreds of tokens (the model cannot end it early); the
+# servers allow such arrays with --max-array-items (the default caps generated arrays at 64 items).
+LONG_ARRAYS = ("--max-array-items", "300")
 LONG = {"model": "smollm2-135m-instruct", "messages": user("List many words."), "max_tokens": 3000,
         "response_format": {"type": "json_schema", "json_schema": {"name": "words", "schema": {
             "type": "array", "items": {"type": "string"}, "minItems": 300}}}}
@@ -36,12 +38,12 @@ class TestGracefulShutdown:
     def test_in_flight_request_finishes_then_process_exits(self):
         body = {"model": "smollm2-135m-instruct", "messages": user("What's the weather like in Paris?"),
                 "tools": TOOLS, "temperature": 0}
-        response = answer_across_sigterm("--shutdown-timeout", "60", body=body, after_s=0.5)  # being processed
+        response = answer_across_sigterm("--shutdown-timeout", "60", *LONG_ARRAYS, body=body, after_s=0.5)  # being processed
         assert response.status_code == 200
         assert response.json()["choices"][0]["message"]["tool_calls"]
 
     def test_deadline_cancels_a_long_generation(self):
-        with served("--shutdown-timeout", "1") as (proc, url), \
+        with served("--shutdown-timeout", "1", *LONG_ARRAYS) as (proc, url), \
                 httpx.stream("POST", f"{url}/v1/chat/completions", json={**LONG, "stream": True}, timeout=60) as stream:
             lines = stream.iter_lines()
             next(lines)
@@ -54,6 +56,6 @@ class TestGracefulShutdown:
         assert events[-1] == "data: [DONE]" and '"code":"server_shutting_down"' in events[-2], events[-3:]
 
     def test_deadline_answers_a_waiting_non_streamed_request_with_503(self):
-        response = answer_across_sigterm("--shutdown-timeout", "2", body=LONG, after_s=1.0)  # generating
+        response = answer_across_sigterm("--shutdown-timeout", "2", *LONG_ARRAYS, body=LONG, after_s=1.0)  # generating
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "server_shutting_down"
