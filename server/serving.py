@@ -52,14 +52,6 @@ Event = Union[ContentEvent, CallEvent, EndEvent]
 
 
 @dataclass
-class PassResult:
-    """How one generation pass ended, filled in by the pass as it runs."""
-
-    finish: str = "stop"
-    completion_tokens: int = 0
-
-
-@dataclass
 class Prepared:
     """A validated request, converted to what the backend runs."""
 
@@ -158,7 +150,7 @@ class ChatService:
         limit = self.settings.request_timeout
         try:
             async with asyncio.timeout(limit), self.gate.slot(ticket):
-                stream = (self._content_events(prepared.generation, prepared, PassResult())
+                stream = (self._content_events(prepared.generation, prepared, prepared.prompt_tokens)
                           if prepared.plan.mode == ToolMode.NONE else self._tool_events(prepared))
                 async for event in stream:
                     if isinstance(event, EndEvent):  # counted once, where the request ends
@@ -169,13 +161,11 @@ class ChatService:
             raise RequestTimeout(f"The request did not finish within {limit:g} seconds; the server is busy or "
                                  "max_tokens is large. Retry, or lower max_tokens.", code="timeout") from None
 
-    async def _content_events(self, generation: GenerationRequest, prepared: Prepared, result: PassResult,
+    async def _content_events(self, generation: GenerationRequest, prepared: Prepared, prompt_tokens: int,
                               earlier: Usage | None = None, invalid: tuple[InvalidToolCall, ...] = ()
                               ) -> AsyncIterator[Event]:
         """Plain text from one pass; its ``EndEvent`` adds the usage of ``earlier`` passes."""
         first = True
-        prompt_tokens = prepared.prompt_tokens if earlier is None else self.backend.count_tokens(
-            generation.prompt, generation.plain_texts)
         async for chunk in self.backend.generate(generation):
             if chunk.text:
                 if first:
@@ -183,7 +173,6 @@ class ChatService:
                     first = False
                 yield ContentEvent(chunk.text)
             if chunk.finish_reason:
-                result.finish, result.completion_tokens = chunk.finish_reason, chunk.completion_tokens
                 yield EndEvent(chunk.finish_reason, add_usage(earlier, prompt_tokens, chunk.completion_tokens),
                                invalid=invalid)
 
@@ -191,7 +180,7 @@ class ChatService:
         scanner = CallScanner()
         invalid: list[InvalidToolCall] = []
         returned: set[str] = set()
-        result = PassResult()
+        finish, completion_tokens = "stop", 0
         async for chunk in self.backend.generate(prepared.generation):
             for element in scanner.feed(chunk.text):
                 call, key, error = self._checked_call(element, prepared.plan)
@@ -207,11 +196,11 @@ class ChatService:
                     yield CallEvent(len(returned), call)
                     returned.add(key)
             if chunk.finish_reason:
-                result.finish, result.completion_tokens = chunk.finish_reason, chunk.completion_tokens
-        usage = add_usage(None, prepared.prompt_tokens, result.completion_tokens)
-        truncated = result.finish == "length" and not scanner.closed
+                finish, completion_tokens = chunk.finish_reason, chunk.completion_tokens
+        usage = add_usage(None, prepared.prompt_tokens, completion_tokens)
+        truncated = finish == "length" and not scanner.closed
         if not scanner.closed:
-            invalid.append(self._unfinished(scanner, result.finish))
+            invalid.append(self._unfinished(scanner, finish))
         self.metrics.tool_calls.inc(len(returned))
         if returned:
             outcome = "truncated" if truncated else "invalid" if invalid else "calls"
@@ -220,7 +209,7 @@ class ChatService:
             outcome, end = "answer", None  # no new call after tool results: the model may answer the user
         elif invalid:
             outcome = "truncated" if truncated else "invalid"
-            end = EndEvent(result.finish, usage, content=_failure_message(invalid), invalid=tuple(invalid))
+            end = EndEvent(finish, usage, content=_failure_message(invalid), invalid=tuple(invalid))
         elif self.settings.refusal == "chat":
             outcome, end = "refusal", None
         else:
@@ -235,10 +224,8 @@ class ChatService:
     async def _answer_turn(self, prepared: Prepared, first: Usage,
                            invalid: tuple[InvalidToolCall, ...]) -> AsyncIterator[Event]:
         """A second, unconstrained pass in plain chat that sees the calls made and their results."""
-        messages = answer_messages(prepared.messages, handles_tool_calls(self.backend.chat_template_source()))
-        prompt = chat_prompt(self.backend.chat_prompt, messages)
-        plain = client_texts(messages)
-        room = self.info.context_length - self.backend.count_tokens(prompt, plain)
+        prompt, plain, prompt_tokens = await asyncio.to_thread(self._answer_prompt, prepared.messages)
+        room = self.info.context_length - prompt_tokens
         params = prepared.generation.params
         budget = min(params.max_tokens - first.completion_tokens, room)
         if budget < 1:  # max_tokens or the context is spent: say so instead of generating nothing
@@ -247,8 +234,14 @@ class ChatService:
         generation = GenerationRequest(prompt, SamplingParams(
             max_tokens=budget, temperature=params.temperature, top_p=params.top_p, seed=params.seed),
             plain_texts=plain)
-        async for event in self._content_events(generation, prepared, PassResult(), first, invalid):
+        async for event in self._content_events(generation, prepared, prompt_tokens, first, invalid):
             yield event
+
+    def _answer_prompt(self, messages: list[dict[str, Any]]) -> tuple[str, tuple[str, ...], int]:
+        chat = answer_messages(messages, handles_tool_calls(self.backend.chat_template_source()))
+        prompt = chat_prompt(self.backend.chat_prompt, chat)
+        plain = client_texts(chat)
+        return prompt, plain, self.backend.count_tokens(prompt, plain)
 
     @staticmethod
     def _checked_call(element: str, plan: ToolPlan) -> tuple[ToolCall | None, str, InvalidToolCall | None]:

@@ -239,12 +239,13 @@ def _engine_checks(model_dir: str) -> dict:
     """Run in the vLLM interpreter: start the backend in-process and exercise it."""
     import psutil  # a vLLM dependency
 
-    from server.backends.base import GenerationRequest, SamplingParams
+    from server.backends.base import GenerationRequest, OutputConstraint, SamplingParams
     from server.backends.vllm import VLLMBackend
+    from server.constraints import calls_schema, plan_tools
     from server.errors import BackendUnavailable
-    from server.constraints import OutputConstraint, ToolMode, ToolPlan, calls_schema
+    from server.grammar import SchemaLimits
     from server.hammer_format import render_prompt
-    from server.protocol import FunctionDefinition
+    from server.protocol import Tool
     from server.settings import Settings
 
     async def collect(backend: VLLMBackend, request: GenerationRequest) -> dict:
@@ -260,7 +261,7 @@ def _engine_checks(model_dir: str) -> dict:
         await backend.start()
         report: dict = {"max_concurrency": backend.max_concurrency}
         try:
-            plan = ToolPlan(ToolMode.REQUIRED, (FunctionDefinition(**WEATHER),))
+            plan = plan_tools([Tool(type="function", function=WEATHER)], "required", True, 8, SchemaLimits())
             prompt = render_prompt([WEATHER], [{"role": "user", "content": "Weather in Paris?"}], "hammer-2.1")
             constraint = OutputConstraint(calls_schema(plan, 2, 32), "```\n", "\n```")
             report["constrained"] = await collect(backend, GenerationRequest(
