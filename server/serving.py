@@ -102,6 +102,7 @@ class ChatService:
         converted = convert(request, self.settings, self.backend.chat_prompt,
                             handles_tool_calls(self.backend.chat_template_source()))
         plan, prompt, plain = converted.plan, converted.prompt, converted.plain_texts
+        self._refuse_unfittable(prompt)
         prompt_tokens = self.backend.count_tokens(prompt, plain)
         max_tokens = self._max_tokens(request, prompt_tokens)
         stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
@@ -119,6 +120,17 @@ class ChatService:
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
             answered=answered_calls(converted.messages) if self.settings.loop_guard else frozenset(),
             after_tool_results=has_tool_results(converted.messages))
+
+    def _refuse_unfittable(self, prompt: str) -> None:
+        """A prompt with more characters than the context's tokens could stand for cannot fit: say so
+        without tokenizing it (megabytes take seconds of CPU that other clients need)."""
+        most = self.info.max_token_chars
+        limit = self.info.context_length
+        if most is not None and len(prompt) > most * limit:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {limit} tokens. However, your messages are "
+                f"{len(prompt)} characters long, more than {limit} tokens can hold. Please reduce the length of "
+                "the messages or tools.")
 
     def _max_tokens(self, request: ChatCompletionRequest, prompt_tokens: int) -> int:
         limit = self.info.context_length

@@ -58,6 +58,9 @@ class ModelInfo:
     name: str
     context_length: int
     details: dict[str, Any] = field(default_factory=dict)
+    #: Most characters one token can stand for: a prompt longer than this many per context token
+    #: cannot fit, and is refused without tokenizing it (tokenizing megabytes takes seconds).
+    max_token_chars: int | None = None
 
 
 class Backend(abc.ABC):

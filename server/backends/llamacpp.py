@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ctypes
 import dataclasses
 import functools
 import json
@@ -59,6 +60,13 @@ def special_strings(llama: llama_cpp.Llama) -> frozenset[str]:
     return frozenset(text for text in texts if text)
 
 
+def longest_token(llama: llama_cpp.Llama) -> int:
+    """Bytes of the vocab's longest token piece (an upper bound on the characters it decodes to)."""
+    vocab, buffer = llama._model.vocab, ctypes.create_string_buffer(1024)
+    return max(llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)
+               for token in range(llama_cpp.llama_vocab_n_tokens(vocab)))
+
+
 class LlamaCppBackend(Backend):
     max_concurrency = 1
 
@@ -86,7 +94,8 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
         self._specials = special_strings(self._llama)
-        return ModelInfo(self._settings.model_name(), self._llama.n_ctx(), {"path": path})
+        return ModelInfo(self._settings.model_name(), self._llama.n_ctx(), {"path": path},
+                         max_token_chars=longest_token(self._llama))
 
     async def close(self) -> None:
         if self._llama is not None:

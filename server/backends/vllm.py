@@ -153,7 +153,9 @@ class VLLMBackend(Backend):
         return ModelInfo(self._settings.model_name(), config.max_model_len,
                          {"model": model, "vllm": vllm.__version__, "dtype": str(config.dtype),
                           "tensor_parallel_size": self._settings.tensor_parallel_size,
-                          "prefix_caching": self._settings.enable_prefix_caching})
+                          "prefix_caching": self._settings.enable_prefix_caching},
+                         # Byte-level vocab strings: one character per byte, so a bound on what they decode to.
+                         max_token_chars=max(map(len, self._tokenizer.get_vocab()), default=None))
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -136,6 +136,11 @@ class _Parser:
                 raise SchemaRejected(f"unbalanced ')' at position {self.pos}", self.pointer)
             for branch in branches:
                 _check_repeats(branch.node, self.limits, self.pointer, 1)
+            variable = sum(_variable_repeats(branch.node) for branch in branches)
+            if variable > self.limits.max_variable_repeats:
+                raise SchemaRejected(f"pattern has {variable} variable-length quantifiers, more than the limit of "
+                                     f"{self.limits.max_variable_repeats} (each multiplies the grammar engine's "
+                                     "work per token)", self.pointer)
             return tuple(branches)
 
     def alternation(self, depth: int) -> Node:
@@ -328,6 +333,21 @@ class _Parser:
 
 
 _COUNT = re.compile(r"\{(\d+)(,(\d*))?\}")
+
+
+def _variable_repeats(node: Node) -> int:
+    """Quantifiers whose count varies (``*``, ``+``, ``?``, ``{m,n}``), nested ones included.
+
+    >>> _variable_repeats(parse_pattern("^a*(b{2}c?)+d{1,3}$")[0].node)
+    4
+    """
+    if isinstance(node, Seq):
+        return sum(_variable_repeats(item) for item in node.items)
+    if isinstance(node, Alt):
+        return sum(_variable_repeats(option) for option in node.options)
+    if isinstance(node, Repeat):
+        return (node.low != node.high) + _variable_repeats(node.item)
+    return 0
 
 
 def _check_repeats(node: Node, limits: SchemaLimits, pointer: str, product: int) -> None:

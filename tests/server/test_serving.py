@@ -324,3 +324,30 @@ class TestTextLimits:
         with client:
             response = chat(client, tools=None, stop=["a", "b", "c", "d", "e"])
         assert response.status_code == 400 and response.json()["error"]["param"] == "stop"
+
+
+class CountingBackend(FakeBackend):
+    """Says a token stands for at most 4 characters, and records what it had to tokenize."""
+
+    counted: list[int]
+
+    async def start(self):
+        self.counted = []
+        info = await super().start()
+        info.max_token_chars = 4
+        return info
+
+    def count_tokens(self, prompt, plain_texts=()):
+        self.counted.append(len(prompt))
+        return super().count_tokens(prompt, plain_texts)
+
+
+class TestUnfittablePrompts:
+    def test_a_prompt_too_long_for_any_tokenization_is_refused_untokenized(self):
+        config = Settings(served_model_name="fake", n_ctx=1024)
+        backend = CountingBackend(config)
+        with TestClient(create_app(config, backend)) as client:
+            response = chat(client, tools=None, messages=user("x" * 5000))
+            assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
+            assert backend.counted == []
+            assert chat(client, tools=None, messages=user("x" * 100)).status_code == 200
