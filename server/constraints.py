@@ -110,7 +110,8 @@ def _check_function(function: FunctionDefinition, param: str, limits: SchemaLimi
 
 
 def _where(exc: SchemaRejected) -> str:
-    return f"at {exc.pointer}: " if exc.pointer else ""
+    pointer = exc.pointer if len(exc.pointer) <= 200 else f"{exc.pointer[:100]}…{exc.pointer[-100:]}"
+    return f"at {pointer}: " if pointer else ""
 
 
 # Schemas up to this size are memoized (at most 1024 of them, so at most 64 MiB).

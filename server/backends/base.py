@@ -32,6 +32,9 @@ class SamplingParams:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    #: Above 1: tokens seen in the last 64 are made less likely (llama.cpp's repeat penalty,
+    #: vLLM's repetition_penalty). The server's own answer pass uses it; requests cannot set it.
+    repeat_penalty: float = 1.0
 
 
 @dataclass(frozen=True)

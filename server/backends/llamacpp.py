@@ -213,7 +213,7 @@ class LlamaCppBackend(Backend):
             finish = "length"
             for token in llama.generate(tokens, temp=params.temperature, top_p=params.top_p,
                                         top_k=0 if params.temperature > 0 else 1, min_p=0.0,
-                                        repeat_penalty=1.0, grammar=grammar, reset=True):
+                                        repeat_penalty=params.repeat_penalty, grammar=grammar, reset=True):
                 if cancelled.is_set():  # client gone (nobody reads this) or server shutting down
                     put(BackendUnavailable("generation stopped: the server is shutting down"))
                     return

@@ -205,6 +205,7 @@ class VLLMBackend(Backend):
             if request.constraint else None
         return VLLMSamplingParams(
             max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+            repetition_penalty=params.repeat_penalty,
             stop=list(params.stop) or None, structured_outputs=structured,
             output_kind=RequestOutputKind.DELTA)  # each output holds only the new text
 

@@ -267,6 +267,19 @@ class TestAgentLoop:
         assert 'hammer_duplicate_calls_dropped_total{reason="repeated"} 1.0' in metrics
         assert 'hammer_tool_call_outcomes_total{outcome="answer"} 1.0' in metrics
 
+    def test_the_answer_pass_discourages_repetition(self):
+        client, backend = make_client(["```\n[]\n```", "17 degrees."])
+        with client:
+            chat(client, messages=AFTER_RESULT)
+        assert [r.params.repeat_penalty for r in backend.requests] == [1.0, 1.1]
+
+    @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+    def test_a_forced_tool_choice_gets_its_call_even_if_repeated(self, choice):
+        client, backend = make_client([WEATHER_CALL])
+        with client:
+            message = chat(client, messages=AFTER_RESULT, tool_choice=choice).json()["choices"][0]["message"]
+        assert len(message["tool_calls"]) == 1 and len(backend.requests) == 1
+
     def test_a_new_call_after_results_is_returned(self):
         client, _ = make_client(['```\n[{"name": "get_weather", "arguments": {"city": "Rome"}}]\n```'])
         with client:

@@ -1,0 +1,217 @@
+"""Agent loops from real client libraries end with an answer that states the tool's result.
+
+The real server on the embedded model, driven the way an agent developer would: the openai SDK
+loop written by hand, the OpenAI Agents SDK (chat-completions model), LangChain (``bind_tools`` +
+``ToolMessage``) and pydantic-ai. The tool takes a nested pydantic model, so the schema each
+library sends has ``$defs`` + ``$ref`` (a second parameter keeps pydantic-ai from using the
+nested model as the whole parameter schema). Each test checks that the tool ran, that the loop ended
+before its turn limit, and that the final answer is text holding the tool's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Literal
+
+import httpx
+import openai
+import pytest
+from pydantic import BaseModel, Field
+
+pytestmark = pytest.mark.slow
+
+MODEL = "smollm2-135m-instruct"
+SEED = 0
+# Two model requests suffice (the call, then the answer); the rest is headroom for one more call.
+MAX_TURNS = 4
+QUESTION = "What is the weather in Paris, France?"
+# A short sentence the answer turn can repeat; "17" is what the final answer must state.
+RESULT = "It is 17 degrees in Paris."
+EXPECTED = "17"
+
+
+class Location(BaseModel):
+    city: str = Field(description="City name, e.g. Paris")
+    country: str = Field(description="Country name, e.g. France")
+
+
+Unit = Literal["celsius", "fahrenheit"]
+
+
+class WeatherArgs(BaseModel):
+    location: Location
+    unit: Unit = "celsius"
+
+
+class WeatherTool:
+    """The fake tool: records each call's arguments and answers the same sentence."""
+
+    def __init__(self) -> None:
+        self.calls: list[Location] = []
+
+    def __call__(self, location: Location, unit: Unit = "celsius") -> str:
+        self.calls.append(location)
+        return RESULT
+
+
+WEATHER_DESCRIPTION = "Get the current weather at a location"
+PARAMETERS = WeatherArgs.model_json_schema()
+WEATHER_SPEC = {"type": "function",
+                "function": {"name": "get_weather", "description": WEATHER_DESCRIPTION, "parameters": PARAMETERS}}
+
+
+def assert_has_refs(parameters: dict[str, Any]) -> None:
+    text = json.dumps(parameters)
+    assert "$defs" in parameters and '"$ref"' in text, f"the tool schema should nest by reference: {text}"
+
+
+class Sent:
+    """httpx event hooks that keep the JSON body of each chat request a library sends."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    def record(self, request: httpx.Request) -> None:
+        if request.url.path.endswith("/chat/completions"):
+            self.bodies.append(json.loads(request.content))
+
+    async def record_async(self, request: httpx.Request) -> None:
+        self.record(request)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(event_hooks={"request": [self.record]}, timeout=300)
+
+    def async_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(event_hooks={"request": [self.record_async]}, timeout=300)
+
+    def assert_refs_sent(self) -> None:
+        assert self.bodies, "no chat request was sent"
+        for body in self.bodies:
+            (tool,) = body["tools"]
+            assert_has_refs(tool["function"]["parameters"])
+
+
+def assert_answer(weather: WeatherTool, answer: Any) -> None:
+    print(f"tool calls: {weather.calls}\nfinal answer: {answer!r}")  # shown by pytest -rA
+    assert weather.calls, "the tool never ran"
+    assert all(isinstance(c, Location) for c in weather.calls)
+    assert any("paris" in c.city.lower() for c in weather.calls), weather.calls
+    assert isinstance(answer, str) and answer.strip(), f"the final answer is not text: {answer!r}"
+    assert EXPECTED in answer, f"the final answer does not state the tool's result ({RESULT!r}): {answer!r}"
+
+
+@pytest.fixture(scope="module")
+def base_url(llama_server: str) -> str:
+    return f"{llama_server}/v1"
+
+
+def test_parameters_nest_by_reference():
+    assert_has_refs(PARAMETERS)
+
+
+def test_openai_sdk_loop(base_url):
+    sent = Sent()
+    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, http_client=sent.client())
+    weather = WeatherTool()
+    messages: list[dict[str, Any]] = [{"role": "user", "content": QUESTION}]
+    for _ in range(MAX_TURNS):
+        response = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_SPEC],
+                                                  temperature=0, seed=SEED)
+        choice = response.choices[0]
+        message = choice.message
+        if not message.tool_calls:
+            assert choice.finish_reason == "stop", choice
+            break
+        assert choice.finish_reason == "tool_calls", choice
+        messages.append(message.model_dump(exclude_none=True))
+        for call in message.tool_calls:
+            assert call.function.name == "get_weather"
+            args = WeatherArgs.model_validate_json(call.function.arguments)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": weather(args.location, args.unit)})
+    else:
+        pytest.fail(f"no answer after {MAX_TURNS} turns: {json.dumps(messages)}")
+    sent.assert_refs_sent()
+    assert_answer(weather, message.content)
+
+
+def test_openai_agents_sdk(base_url):
+    from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool,
+                        set_tracing_disabled)
+
+    set_tracing_disabled(True)
+    weather = WeatherTool()
+
+    @function_tool
+    def get_weather(location: Location, unit: Unit = "celsius") -> str:
+        """Get the current weather at a location."""
+        return weather(location, unit)
+
+    sent = Sent()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, http_client=sent.async_client())
+    agent = Agent(name="assistant", tools=[get_weather],
+                  model=OpenAIChatCompletionsModel(model=MODEL, openai_client=client),
+                  model_settings=ModelSettings(temperature=0, extra_args={"seed": SEED}))
+    # MaxTurnsExceeded if the loop does not end in time.
+    result = asyncio.run(Runner.run(agent, QUESTION, max_turns=MAX_TURNS))
+    sent.assert_refs_sent()
+    assert_answer(weather, result.final_output)
+
+
+def test_langchain(base_url):
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    weather = WeatherTool()
+
+    @tool(args_schema=WeatherArgs, description=WEATHER_DESCRIPTION)
+    def get_weather(location: Location, unit: Unit = "celsius") -> str:
+        return weather(location, unit)
+
+    # LangChain inlines the references of a tool it converts itself (get_weather); a tool given
+    # as an OpenAI dict goes out as is, $defs and all, which is the case that needs the server.
+    sent = Sent()
+    llm = ChatOpenAI(base_url=base_url, api_key="unused", model=MODEL, temperature=0, seed=SEED, max_retries=0,
+                     http_client=sent.client())
+    bound = llm.bind_tools([WEATHER_SPEC])
+    messages: list[Any] = [HumanMessage(QUESTION)]
+    for _ in range(MAX_TURNS):
+        reply = bound.invoke(messages)
+        messages.append(reply)
+        if not reply.tool_calls:
+            break
+        for call in reply.tool_calls:
+            assert call["name"] == "get_weather"
+            messages.append(ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"]))
+    else:
+        pytest.fail(f"no answer after {MAX_TURNS} turns: {messages}")
+    sent.assert_refs_sent()
+    assert_answer(weather, reply.content)
+
+
+def test_pydantic_ai(base_url):
+    from pydantic_ai import Agent
+    from pydantic_ai.providers.openai import OpenAIProvider
+    from pydantic_ai.usage import UsageLimits
+
+    try:
+        from pydantic_ai.models.openai import OpenAIChatModel
+    except ImportError:  # releases before 1.0 name it OpenAIModel
+        from pydantic_ai.models.openai import OpenAIModel as OpenAIChatModel
+
+    weather = WeatherTool()
+    sent = Sent()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, http_client=sent.async_client())
+    provider = OpenAIProvider(openai_client=client)
+    agent = Agent(OpenAIChatModel(MODEL, provider=provider), model_settings={"temperature": 0, "seed": SEED})
+
+    @agent.tool_plain
+    def get_weather(location: Location, unit: Unit = "celsius") -> str:
+        """Get the current weather at a location."""
+        return weather(location, unit)
+
+    # UsageLimitExceeded if the loop does not end in time.
+    result = agent.run_sync(QUESTION, usage_limits=UsageLimits(request_limit=MAX_TURNS))
+    sent.assert_refs_sent()
+    assert_answer(weather, result.output)
