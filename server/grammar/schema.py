@@ -32,7 +32,8 @@ oneOf                      ENFORCED  generated as anyOf: exact when branches are
                                      left to post-validation
 allOf                      ENFORCED  merged into one schema; rejected where a merge cannot be
                                      exact (two different patterns, anyOf with oneOf)
-uniqueItems                ENFORCED  only when maxItems <= 1; otherwise REJECTED
+uniqueItems                CHECKED   after generation only (pydantic sends it for sets): a
+                                     duplicate item is reported as an invalid call
 minProperties              ENFORCED  only when implied by ``required``; otherwise REJECTED
 maxProperties              ENFORCED  as a key cap for free-form objects, or when the declared
                                      properties cannot exceed it; otherwise REJECTED

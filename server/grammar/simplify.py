@@ -155,11 +155,8 @@ def _cap(node: dict[str, Any], limits: SchemaLimits, pointer: str) -> None:
         node["maxLength"] = limits.max_string_length
     if node.get("maxItems", 0) > limits.max_items:
         node["maxItems"] = limits.max_items
-    if node.get("uniqueItems") is True:
-        high = node.get("maxItems", limits.max_items)
-        if high > 1:
-            raise SchemaRejected("'uniqueItems' cannot be enforced by a grammar (unless maxItems <= 1)",
-                                 child(pointer, "uniqueItems"))
+    # uniqueItems: no grammar can say "not seen before"; pydantic sends it for every set[...], so
+    # it is decoded without and checked after generation (a duplicate is reported as invalid).
     node.pop("uniqueItems", None)
     if "format" in node and node["format"] not in FORMATS:
         del node["format"]  # an annotation: jsonschema does not assert it
