@@ -16,11 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.backends import load_backend
 from server.backends.base import Backend
-from server.errors import APIError, BackendUnavailable, error_body, validation_error
+from server.errors import APIError, BackendUnavailable, NotFound, error_body, validation_error
 from server.metrics import Metrics
 from server.middleware import AuthAndMetricsMiddleware
 from server.openapi import errors_documented, openapi_schema, sse_event_schema
 from server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
+from server.responses.routes import responses_router
 from server.serving import ChatService
 from server.settings import Settings
 from server.streaming import stream_chunks
@@ -71,6 +72,14 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     async def models(request: Request) -> ModelList:
         return ModelList(data=[ModelCard(id=request.app.state.service.info.name)])
 
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=errors_documented(401, 404))
+    async def model(model_id: str, request: Request) -> ModelCard:
+        name = request.app.state.service.info.name
+        if model_id != name:
+            raise NotFound(f"The model {model_id!r} does not exist; this server serves {name!r}.",
+                           param="model", code="model_not_found")
+        return ModelCard(id=name)
+
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse,
               responses={200: {"content": {"text/event-stream": {"schema": sse_event_schema()}},
                                "description": "A chat completion, or with `stream: true` its chunks as SSE"},
@@ -85,6 +94,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
                                      background=BackgroundTask(ticket.release))  # if the stream never ran
         return await _until_disconnected(request, service.complete(prepared))
 
+    app.include_router(responses_router(settings, _until_disconnected))  # POST/GET/DELETE /v1/responses
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
 

@@ -49,6 +49,7 @@ class AssistantMessage(_Model):
     role: Literal["assistant"]
     content: Content = None
     tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None  # legacy single call
     name: str | None = None
 
 
@@ -58,7 +59,16 @@ class ToolMessage(_Model):
     tool_call_id: str
 
 
-Message = Annotated[Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage], Field(discriminator="role")]
+class FunctionMessage(_Model):
+    """Legacy: the result of the assistant's ``function_call``."""
+
+    role: Literal["function"]
+    content: Content
+    name: str
+
+
+Message = Annotated[Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage, FunctionMessage],
+                    Field(discriminator="role")]
 
 
 class FunctionDefinition(_Model):
@@ -118,12 +128,37 @@ class ChatCompletionRequest(_Model):
     seed: int | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    # Token id (as a string) → bias added to its logit, -100 (ban) to 100 (force).
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(default=None, max_length=1024)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    # Legacy function calling: mapped to tools / tool_choice, answered with ``message.function_call``.
+    functions: list[FunctionDefinition] | None = Field(default=None, min_length=1)
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
 
 
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprobEntry(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(BaseModel):
+    """Logprobs of the generated content tokens; tool calls and server-written text add none."""
+
+    content: list[TokenLogprobEntry] | None = None
 
 
 class InvalidToolCall(BaseModel):
@@ -138,22 +173,27 @@ class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None  # legacy requests (``functions``) only
     invalid_tool_calls: list[InvalidToolCall] | None = None
 
     @model_serializer(mode="wrap")
     def _omit_absent_extension(self, handler: Any) -> dict[str, Any]:
-        # ``invalid_tool_calls`` is our extension: absent unless there is something to report.
+        # ``invalid_tool_calls`` is our extension and ``function_call`` legacy: absent unless set.
         data = handler(self)
-        if data.get("invalid_tool_calls") is None:
-            data.pop("invalid_tool_calls", None)
+        for key in ("invalid_tool_calls", "function_call"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "function_call"]
 
 
 class Choice(BaseModel):
     index: int = 0
     message: ResponseMessage
-    finish_reason: Literal["stop", "length", "tool_calls"]
-    logprobs: None = None
+    finish_reason: FinishReason
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionResponse(BaseModel):
@@ -177,14 +217,15 @@ class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    function_call: dict[str, str] | None = None  # legacy requests only
     invalid_tool_calls: list[InvalidToolCall] | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
-    finish_reason: Literal["stop", "length", "tool_calls"] | None = None
-    logprobs: None = None
+    finish_reason: FinishReason | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):

@@ -6,25 +6,27 @@ Non-streaming responses are the streaming events collected, so both modes agree 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Union
+from typing import Any, AsyncIterator, Callable, Sequence, Union
 
 from server.admission import AdmissionGate, Ticket
 from server.agent_loop import answer_messages, answered_calls, call_key, has_tool_results
 from server.backends.base import (Backend, ConstraintRejected, GenerationRequest, ModelInfo, OutputConstraint,
-                                  SamplingParams)
+                                  SamplingParams, TokenLogprob)
 from server.constraints import ToolMode, ToolPlan, argument_errors, calls_schema, plan_tools, response_format_schema
 from server.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
 from server.grammar import SchemaLimits
 from server.chat_template import handles_tool_calls
 from server.hammer_format import FENCE, HammerParseError, parse_calls, render_prompt_parts
 from server.metrics import Metrics
-from server.protocol import (AssistantMessage, ChatCompletionRequest, ChatCompletionResponse, Choice, Content,
-                             FunctionCall, InvalidToolCall, ResponseMessage, ToolCall, Usage)
+from server.protocol import (AssistantMessage, ChatCompletionRequest, ChatCompletionResponse, Choice, ChoiceLogprobs,
+                             Content, FunctionCall, FunctionMessage, InvalidToolCall, NamedFunction, NamedToolChoice,
+                             ResponseMessage, TokenLogprobEntry, Tool, ToolCall, TopLogprob, Usage)
 from server.settings import Settings
 from server.tool_stream import CallScanner
 
@@ -32,6 +34,7 @@ from server.tool_stream import CallScanner
 @dataclass(frozen=True)
 class ContentEvent:
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,13 @@ class Prepared:
     answered: frozenset[str] = frozenset()
     #: Tool results came back since the last user message: ``[]`` now means "answer the user".
     after_tool_results: bool = False
+    #: The client's stop sequences: the tool-call pass cannot honour them (they would cut the
+    #: JSON), plain chat and the answer pass do.
+    stop: tuple[str, ...] = ()
+    #: ``logprobs: true``: content tokens' logprobs go into the response.
+    logprobs: bool = False
+    #: Asked with the legacy ``functions``: answered with ``message.function_call``.
+    legacy_functions: bool = False
 
 
 # The answer pass is free text, where a small model at temperature 0 can repeat a line until
@@ -105,6 +115,8 @@ class ChatService:
 
     def _prepare(self, request: ChatCompletionRequest) -> Prepared:
         reject_undecodable_text(request)
+        legacy = request.functions is not None
+        request = legacy_as_tools(request)
         converted = convert(request, self.settings, self.backend.chat_prompt,
                             handles_tool_calls(self.backend.chat_template_source()))
         plan, prompt, plain = converted.plan, converted.prompt, converted.plain_texts
@@ -112,8 +124,14 @@ class ChatService:
         prompt_tokens = self.backend.count_tokens(prompt, plain)
         max_tokens = self._max_tokens(request, prompt_tokens)
         stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+        if request.top_logprobs is not None and not request.logprobs:
+            raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
         params = SamplingParams(max_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
-                                stop=stop if plan.mode == ToolMode.NONE else (), seed=request.seed)
+                                stop=stop if plan.mode == ToolMode.NONE else (), seed=request.seed,
+                                frequency_penalty=request.frequency_penalty,
+                                presence_penalty=request.presence_penalty,
+                                logit_bias=logit_bias(request.logit_bias, self.info.vocab_size),
+                                logprobs=(request.top_logprobs or 0) if request.logprobs else None)
         generation = GenerationRequest(prompt, params, converted.constraint, plain_texts=plain)
         try:
             self.backend.check(generation)  # the grammar is built and parsed before the request takes a slot
@@ -127,7 +145,8 @@ class ChatService:
             # tool_choice "required" or a named function asks for a call even if it repeats one.
             answered=answered_calls(converted.messages) if self.settings.loop_guard and plan.mode == ToolMode.AUTO
             else frozenset(),
-            after_tool_results=has_tool_results(converted.messages))
+            after_tool_results=has_tool_results(converted.messages), stop=stop, logprobs=request.logprobs,
+            legacy_functions=legacy)
 
     def _refuse_unfittable(self, prompt: str) -> None:
         """A prompt with more characters than the context's tokens could stand for cannot fit: say so
@@ -187,11 +206,11 @@ class ChatService:
         """Plain text from one pass; its ``EndEvent`` adds the usage of ``earlier`` passes."""
         first = True
         async for chunk in self.backend.generate(generation):
-            if chunk.text:
-                if first:
-                    self.metrics.ttft.observe(time.perf_counter() - prepared.started)
-                    first = False
-                yield ContentEvent(chunk.text)
+            if chunk.text and first:
+                self.metrics.ttft.observe(time.perf_counter() - prepared.started)
+                first = False
+            if chunk.text or chunk.logprobs:
+                yield ContentEvent(chunk.text, chunk.logprobs)
             if chunk.finish_reason:
                 yield EndEvent(chunk.finish_reason, add_usage(earlier, prompt_tokens, chunk.completion_tokens),
                                invalid=invalid)
@@ -251,9 +270,8 @@ class ChatService:
         if budget < 1:  # max_tokens or the context is spent: say so instead of generating nothing
             yield EndEvent("length", first, invalid=invalid)
             return
-        generation = GenerationRequest(prompt, SamplingParams(
-            max_tokens=budget, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
-            repeat_penalty=ANSWER_REPEAT_PENALTY), plain_texts=plain)
+        generation = GenerationRequest(prompt, dataclasses.replace(
+            params, max_tokens=budget, stop=prepared.stop, repeat_penalty=ANSWER_REPEAT_PENALTY), plain_texts=plain)
         async for event in self._content_events(generation, prepared, prompt_tokens, first, invalid):
             yield event
 
@@ -296,11 +314,13 @@ class ChatService:
     async def complete(self, prepared: Prepared) -> ChatCompletionResponse:
         """The events of one request collected into a ``chat.completion``."""
         content: list[str] = []
+        logprobs: list[TokenLogprob] = []
         calls: list[ToolCall] = []
         end: EndEvent | None = None
         async for event in self.events(prepared):
             if isinstance(event, ContentEvent):
                 content.append(event.text)
+                logprobs += event.logprobs
             elif isinstance(event, CallEvent):
                 calls.append(event.call)
             else:
@@ -308,11 +328,60 @@ class ChatService:
         assert end is not None, "every event stream ends with an EndEvent"
         if end.content:
             content.append(end.content)
+        finish = end.finish_reason
         message = ResponseMessage(content="".join(content) if content else None, tool_calls=calls or None,
                                   invalid_tool_calls=list(end.invalid) or None)
+        if prepared.legacy_functions and calls:
+            message.tool_calls, message.function_call = None, calls[0].function
+            finish = "function_call" if finish == "tool_calls" else finish
+        choice = Choice(message=message, finish_reason=finish,
+                        logprobs=choice_logprobs(logprobs) if prepared.logprobs else None)
         return ChatCompletionResponse(id=prepared.id, created=prepared.created, model=prepared.model,
-                                      choices=[Choice(message=message, finish_reason=end.finish_reason)],
-                                      usage=end.usage)
+                                      choices=[choice], usage=end.usage)
+
+
+def choice_logprobs(entries: Sequence[TokenLogprob]) -> ChoiceLogprobs:
+    """OpenAI's ``choices[].logprobs`` of content tokens."""
+    return ChoiceLogprobs(content=[TokenLogprobEntry(
+        token=e.token, logprob=e.logprob, bytes=list(e.bytes),
+        top_logprobs=[TopLogprob(token=t, logprob=lp, bytes=list(b)) for t, lp, b in e.top]) for e in entries])
+
+
+def logit_bias(bias: dict[str, float] | None, vocab_size: int | None) -> tuple[tuple[int, float], ...]:
+    """OpenAI's ``logit_bias`` (token ids as strings) checked against the vocabulary.
+
+    >>> logit_bias({"12": 5, "3": -100}, 100)
+    ((12, 5), (3, -100))
+    >>> logit_bias({"hello": 1}, 100)
+    Traceback (most recent call last):
+    server.errors.InvalidRequest: logit_bias keys must be token ids of this model (0 to 99); got 'hello'.
+    """
+    pairs = []
+    for key, value in (bias or {}).items():
+        token = int(key) if key.isdigit() else -1
+        if token < 0 or (vocab_size is not None and token >= vocab_size):
+            top = f"0 to {vocab_size - 1}" if vocab_size else "non-negative integers"
+            raise InvalidRequest(f"logit_bias keys must be token ids of this model ({top}); got {key!r}.",
+                                 param="logit_bias")
+        pairs.append((token, value))
+    return tuple(pairs)
+
+
+def legacy_as_tools(request: ChatCompletionRequest) -> ChatCompletionRequest:
+    """Legacy ``functions``/``function_call`` as the tools they were replaced by (one call at most,
+    as the legacy API returns); the answer goes back as ``message.function_call``."""
+    if request.functions is None:
+        if request.function_call is not None:
+            raise InvalidRequest("'function_call' is only allowed when 'functions' are specified.",
+                                 param="function_call")
+        return request
+    if request.tools is not None:
+        raise InvalidRequest("Send 'tools' or the legacy 'functions', not both.", param="functions")
+    choice = request.function_call
+    return request.model_copy(update={
+        "tools": [Tool(type="function", function=f) for f in request.functions], "functions": None,
+        "tool_choice": NamedToolChoice(type="function", function=choice) if isinstance(choice, NamedFunction)
+        else choice, "function_call": None, "parallel_tool_calls": False})
 
 
 @dataclass(frozen=True)
@@ -421,6 +490,11 @@ def _failure_message(invalid: list[InvalidToolCall]) -> str:
 def _message_dict(message: Any, index: int) -> dict[str, Any]:
     """A request message as the plain dict the format module and chat templates take."""
     data: dict[str, Any] = {"role": message.role, "content": _text(message.content)}
+    if isinstance(message, FunctionMessage):  # legacy result: a tool message answering the call below
+        return {"role": "tool", "content": data["content"], "tool_call_id": f"legacy_{message.name}"}
+    if isinstance(message, AssistantMessage) and message.function_call and not message.tool_calls:
+        message = message.model_copy(update={"tool_calls": [ToolCall(
+            id=f"legacy_{message.function_call.name}", function=message.function_call)]})
     if isinstance(message, AssistantMessage) and message.tool_calls:
         for j, call in enumerate(message.tool_calls):
             try:

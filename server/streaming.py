@@ -9,8 +9,8 @@ from typing import Any, AsyncIterator
 
 from server.admission import Ticket
 from server.errors import APIError, BackendUnavailable, error_body
-from server.protocol import ChatCompletionChunk, ChunkChoice, Delta, ToolCallDelta, Usage
-from server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Prepared
+from server.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, ToolCallDelta, Usage
+from server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Prepared, choice_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +23,10 @@ class ChunkWriter:
     def __init__(self, prepared: Prepared) -> None:
         self._prepared = prepared
 
-    def chunk(self, delta: Delta | None, finish_reason: str | None = None, usage: Usage | None = None) -> str:
+    def chunk(self, delta: Delta | None, finish_reason: str | None = None, usage: Usage | None = None,
+              logprobs: ChoiceLogprobs | None = None) -> str:
         p = self._prepared
-        choices = [] if delta is None else [ChunkChoice(delta=delta, finish_reason=finish_reason)]
+        choices = [] if delta is None else [ChunkChoice(delta=delta, finish_reason=finish_reason, logprobs=logprobs)]
         chunk = ChatCompletionChunk(id=p.id, created=p.created, model=p.model, choices=choices, usage=usage)
         data = chunk.model_dump()
         for choice in data["choices"]:  # deltas carry only what changed
@@ -49,7 +50,12 @@ async def stream_chunks(service: ChatService, prepared: Prepared, ticket: Ticket
     try:
         async for event in service.events(prepared, ticket):
             if isinstance(event, ContentEvent):
-                yield out.chunk(Delta(content=event.text))
+                yield out.chunk(Delta(content=event.text),
+                                logprobs=choice_logprobs(event.logprobs) if prepared.logprobs else None)
+            elif isinstance(event, CallEvent) and prepared.legacy_functions:
+                call = event.call.function
+                yield out.chunk(Delta(function_call={"name": call.name, "arguments": ""}))
+                yield out.chunk(Delta(function_call={"arguments": call.arguments}))
             elif isinstance(event, CallEvent):
                 call = event.call
                 yield out.chunk(Delta(tool_calls=[ToolCallDelta(
@@ -60,7 +66,10 @@ async def stream_chunks(service: ChatService, prepared: Prepared, ticket: Ticket
             elif isinstance(event, EndEvent):
                 if event.content or event.invalid:
                     yield out.chunk(Delta(content=event.content, invalid_tool_calls=list(event.invalid) or None))
-                yield out.chunk(Delta(), finish_reason=event.finish_reason)
+                finish = event.finish_reason
+                if prepared.legacy_functions and finish == "tool_calls":
+                    finish = "function_call"
+                yield out.chunk(Delta(), finish_reason=finish)
                 if prepared.include_usage:
                     yield out.chunk(None, usage=event.usage)
     except APIError as exc:

@@ -35,6 +35,12 @@ class SamplingParams:
     #: Above 1: tokens seen in the last 64 are made less likely (llama.cpp's repeat penalty,
     #: vLLM's repetition_penalty). The server's own answer pass uses it; requests cannot set it.
     repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    #: (token id, bias added to its logit), as OpenAI's ``logit_bias``.
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    #: None: no logprobs; k >= 0: each token's logprob and its k most likely alternatives.
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,25 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token as OpenAI's ``logprobs.content`` entries describe it."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    #: The most likely tokens at that position, as (token, logprob, bytes).
+    top: tuple[tuple[str, float, tuple[int, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
 class Chunk:
     """New text; the last chunk of a generation also carries why it ended and its token count."""
 
     text: str
     finish_reason: FinishReason | None = None
     completion_tokens: int = 0
+    #: Logprobs of the tokens produced since the previous chunk (when the request asked for them).
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass
@@ -64,6 +83,8 @@ class ModelInfo:
     #: Most characters one token can stand for: a prompt longer than this many per context token
     #: cannot fit, and is refused without tokenizing it (tokenizing megabytes takes seconds).
     max_token_chars: int | None = None
+    #: Token ids run from 0 to this (``logit_bias`` keys are checked against it).
+    vocab_size: int | None = None
 
 
 class Backend(abc.ABC):

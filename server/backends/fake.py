@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Mapping, Sequence
 
-from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo
+from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, TokenLogprob
 from server.chat_template import render_chat_template
 from server.settings import Settings
 
@@ -35,5 +35,9 @@ class FakeBackend(Backend):
         for char in text:
             if self._delay:
                 await asyncio.sleep(self._delay)
-            yield Chunk(char)
+            # A made-up logprob per character, with the asked number of alternatives.
+            top = request.params.logprobs
+            logprobs = () if top is None else (TokenLogprob(char, -0.25, tuple(char.encode()),
+                                                            tuple(("?", -2.0, (63,)) for _ in range(top))),)
+            yield Chunk(char, logprobs=logprobs)
         yield Chunk("", "length" if len(text) < len(reply) else "stop", len(text))

@@ -14,10 +14,11 @@ import threading
 from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 import llama_cpp
+import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from server.backends.base import (Backend, Chunk, ConstraintRejected, GenerationRequest, ModelInfo,
-                                  OutputConstraint)
+                                  OutputConstraint, TokenLogprob)
 from server.backends.special_text import fragments
 from server.backends.stops import StopMatcher
 from server.chat_template import render_chat_template
@@ -60,6 +61,38 @@ def special_strings(llama: llama_cpp.Llama) -> frozenset[str]:
     return frozenset(text for text in texts if text)
 
 
+def logit_bias_processor(bias: tuple[tuple[int, float], ...]) -> llama_cpp.LogitsProcessorList | None:
+    """OpenAI's ``logit_bias`` as a llama-cpp-python logits processor (None when there is none)."""
+    if not bias:
+        return None
+    ids = np.array([token for token, _ in bias], dtype=np.intc)
+    values = np.array([value for _, value in bias], dtype=np.single)
+
+    def add_bias(_: Any, scores: np.ndarray) -> np.ndarray:
+        scores[ids] += values
+        return scores
+
+    return llama_cpp.LogitsProcessorList([add_bias])
+
+
+def token_logprob(llama: llama_cpp.Llama, token: int, top: int) -> TokenLogprob:
+    """The just-sampled ``token``'s logprob under the model's distribution (before the grammar, the
+    penalties and the bias; as OpenAI reports), from the logits still in the context."""
+    vocab_size = llama_cpp.llama_vocab_n_tokens(llama._model.vocab)
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(vocab_size,))
+    peak = float(logits.max())
+    logprobs = logits - (peak + float(np.log(np.exp(logits - peak).sum())))
+
+    def described(t: int) -> tuple[str, float, tuple[int, ...]]:
+        raw = llama.detokenize([t])
+        return raw.decode("utf-8", "replace"), float(logprobs[t]), tuple(raw)
+
+    best = np.argpartition(-logprobs, top)[:top] if top else np.array([], dtype=int)
+    alternatives = sorted((described(int(t)) for t in best), key=lambda d: -d[1])
+    text, logprob, raw = described(token)
+    return TokenLogprob(text, logprob, raw, tuple(alternatives))
+
+
 def longest_token(llama: llama_cpp.Llama) -> int:
     """Bytes of the vocab's longest token piece (an upper bound on the characters it decodes to)."""
     vocab, buffer = llama._model.vocab, ctypes.create_string_buffer(1024)
@@ -95,7 +128,8 @@ class LlamaCppBackend(Backend):
             raise BackendUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
         self._specials = special_strings(self._llama)
         return ModelInfo(self._settings.model_name(), self._llama.n_ctx(), {"path": path},
-                         max_token_chars=longest_token(self._llama))
+                         max_token_chars=longest_token(self._llama),
+                         vocab_size=llama_cpp.llama_vocab_n_tokens(self._llama._model.vocab))
 
     async def close(self) -> None:
         if self._llama is not None:
@@ -210,27 +244,36 @@ class LlamaCppBackend(Backend):
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stops = StopMatcher(params.stop)
             generated: list[int] = []
+            logprobs: list[TokenLogprob] = []  # of tokens whose text is not sent yet
             finish = "length"
             for token in llama.generate(tokens, temp=params.temperature, top_p=params.top_p,
                                         top_k=0 if params.temperature > 0 else 1, min_p=0.0,
-                                        repeat_penalty=params.repeat_penalty, grammar=grammar, reset=True):
+                                        repeat_penalty=params.repeat_penalty,
+                                        frequency_penalty=params.frequency_penalty,
+                                        presence_penalty=params.presence_penalty,
+                                        logits_processor=logit_bias_processor(params.logit_bias),
+                                        grammar=grammar, reset=True):
                 if cancelled.is_set():  # client gone (nobody reads this) or server shutting down
                     put(BackendUnavailable("generation stopped: the server is shutting down"))
                     return
                 if llama_cpp.llama_token_is_eog(llama._model.vocab, token):
                     finish = "stop"
                     break
+                if params.logprobs is not None:
+                    logprobs.append(token_logprob(llama, token, params.logprobs))
                 piece = decoder.decode(llama.detokenize([token], prev_tokens=tokens + generated))
                 generated.append(token)
                 text = stops.feed(piece)
                 if stops.stopped:
-                    put(Chunk(text, "stop", len(generated)))
+                    put(Chunk(text, "stop", len(generated), tuple(logprobs)))
                     return
                 if text:
-                    put(Chunk(text))
+                    put(Chunk(text, logprobs=tuple(logprobs)))
+                    logprobs = []
                 if len(generated) >= params.max_tokens:
                     break
-            put(Chunk(stops.feed(decoder.decode(b"", final=True)) + stops.flush(), finish, len(generated)))
+            put(Chunk(stops.feed(decoder.decode(b"", final=True)) + stops.flush(), finish, len(generated),
+                      tuple(logprobs)))
         except BaseException as exc:  # noqa: BLE001 - reported to the awaiting request (503)
             if self._llama is not None:
                 self._llama.reset()  # forget the cached tokens: the next request evaluates its prompt afresh

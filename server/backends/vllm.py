@@ -25,7 +25,7 @@ from vllm.inputs import TokensPrompt
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, OutputConstraint
+from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, OutputConstraint, TokenLogprob
 from server.backends.special_text import fragments
 from server.chat_template import render_chat_template
 from server.errors import BackendUnavailable, InvalidRequest
@@ -155,7 +155,8 @@ class VLLMBackend(Backend):
                           "tensor_parallel_size": self._settings.tensor_parallel_size,
                           "prefix_caching": self._settings.enable_prefix_caching},
                          # Byte-level vocab strings: one character per byte, so a bound on what they decode to.
-                         max_token_chars=max(map(len, self._tokenizer.get_vocab()), default=None))
+                         max_token_chars=max(map(len, self._tokenizer.get_vocab()), default=None),
+                         vocab_size=len(self._tokenizer))
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -205,9 +206,27 @@ class VLLMBackend(Backend):
             if request.constraint else None
         return VLLMSamplingParams(
             max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
-            repetition_penalty=params.repeat_penalty,
-            stop=list(params.stop) or None, structured_outputs=structured,
+            repetition_penalty=params.repeat_penalty, frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty, logit_bias=dict(params.logit_bias) or None,
+            logprobs=params.logprobs, stop=list(params.stop) or None, structured_outputs=structured,
             output_kind=RequestOutputKind.DELTA)  # each output holds only the new text
+
+    def _logprobs(self, completion: Any, top: int | None) -> tuple[TokenLogprob, ...]:
+        """vLLM's per-token logprob dicts (sampled token plus the ``top`` most likely) as ``TokenLogprob``s."""
+        if top is None or not completion.logprobs:
+            return ()
+
+        def described(token: int, logprob: Any) -> tuple[str, float, tuple[int, ...]]:
+            text = self._tokenizer.decode([token])
+            return text, float(logprob.logprob), tuple(text.encode("utf-8"))
+
+        entries = []
+        for token, by_token in zip(completion.token_ids, completion.logprobs):
+            alternatives = sorted((described(t, lp) for t, lp in by_token.items() if lp.rank and lp.rank <= top),
+                                  key=lambda d: -d[1])[:top]
+            text, logprob, raw = described(token, by_token[token])
+            entries.append(TokenLogprob(text, logprob, raw, tuple(alternatives)))
+        return tuple(entries)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         engine = self.engine
@@ -225,12 +244,13 @@ class VLLMBackend(Backend):
                 finish = completion.finish_reason
                 if output.finished and finish not in ("stop", "length"):
                     raise BackendUnavailable(f"vLLM ended the generation: {finish}")
+                logprobs = self._logprobs(completion, request.params.logprobs)
                 if output.finished:
                     finished = True
-                    yield Chunk(completion.text, finish, tokens)  # type: ignore[arg-type]
+                    yield Chunk(completion.text, finish, tokens, logprobs)  # type: ignore[arg-type]
                     return
-                if completion.text:
-                    yield Chunk(completion.text)
+                if completion.text or logprobs:
+                    yield Chunk(completion.text, logprobs=logprobs)
             finished = True
             raise BackendUnavailable("vLLM ended the generation without a finish reason")
         except _ClientError as exc:

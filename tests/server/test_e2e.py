@@ -238,6 +238,42 @@ class TestHostileSchemasOnEachBackend:
         assert as_text > real + 25
 
 
+class TestSamplingParametersOnEachBackend:
+    def test_logprobs_describe_the_generated_tokens(self, client):
+        response = create(client, messages=user("Say hello."), max_tokens=8, logprobs=True, top_logprobs=3)
+        entries = response.choices[0].logprobs.content
+        assert len(entries) == response.usage.completion_tokens
+        assert "".join(e.token for e in entries) == response.choices[0].message.content
+        for entry in entries:
+            assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+            tops = [t.logprob for t in entry.top_logprobs]
+            assert tops == sorted(tops, reverse=True)
+            assert entry.logprob == pytest.approx(tops[0], abs=1e-3)  # greedy: the chosen token is the likeliest
+
+    def test_logit_bias_can_force_a_token(self, client):
+        import llama_cpp
+
+        from server.settings import embedded_model_path
+
+        vocab = llama_cpp.Llama(model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
+        [token] = vocab.tokenize(b" Paris", add_bos=False)
+        response = create(client, messages=user("Say hello."), max_tokens=3, logit_bias={str(token): 100})
+        assert response.choices[0].message.content == " Paris" * 3
+
+    def test_presence_penalty_changes_a_repetitive_answer(self, client):
+        ask = {"messages": user("Repeat the word 'la' twenty times."), "max_tokens": 30}
+        assert create(client, **ask).choices[0].message.content != \
+            create(client, presence_penalty=2.0, **ask).choices[0].message.content
+
+    def test_legacy_functions_get_a_function_call(self, client):
+        response = create(client, messages=user("What's the weather like in Paris?"),
+                          functions=[WEATHER["function"]], function_call={"name": "get_weather"})
+        choice = response.choices[0]
+        assert choice.finish_reason == "function_call" and choice.message.tool_calls is None
+        assert choice.message.function_call.name == "get_weather"
+        jsonschema.validate(json.loads(choice.message.function_call.arguments), SCHEMAS["get_weather"])
+
+
 class TestEndpoints:
     def test_models_health_metrics(self, client, url):
         assert [m.id for m in client.models.list().data] == [MODEL]

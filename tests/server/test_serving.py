@@ -364,3 +364,100 @@ class TestUnfittablePrompts:
             assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
             assert backend.counted == []
             assert chat(client, tools=None, messages=user("x" * 100)).status_code == 200
+
+
+class TestSamplingParameters:
+    def test_penalties_bias_and_logprobs_reach_the_backend(self):
+        client, backend = make_client(["Hello"])
+        with client:
+            chat(client, tools=None, frequency_penalty=0.5, presence_penalty=-1, logit_bias={"7": -100, "42": 3},
+                 logprobs=True, top_logprobs=2)
+        params = backend.requests[0].params
+        assert (params.frequency_penalty, params.presence_penalty) == (0.5, -1)
+        assert params.logit_bias == ((7, -100), (42, 3)) and params.logprobs == 2
+
+    @pytest.mark.parametrize("body,param", [
+        ({"logit_bias": {"not-a-token": 1}}, "logit_bias"),
+        ({"logit_bias": {"3": 101}}, "logit_bias"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"function_call": "auto"}, "function_call"),
+        ({"functions": [{"name": "f"}], "tools": TOOLS}, "functions"),
+    ])
+    def test_out_of_range_is_a_400_naming_it(self, body, param):
+        client, _ = make_client(["ok"])
+        with client:
+            response = chat(client, **{"tools": None, **body})
+        assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+    def test_logprobs_of_content_in_both_modes(self):
+        client, _ = make_client(["Hey"])
+        with client:
+            plain = chat(client, tools=None, logprobs=True, top_logprobs=1).json()["choices"][0]["logprobs"]
+            events = stream_events(client, tools=None, logprobs=True)
+            absent = chat(client, tools=None).json()["choices"][0]["logprobs"]
+        assert [e["token"] for e in plain["content"]] == ["H", "e", "y"]
+        assert plain["content"][0]["top_logprobs"] == [{"token": "?", "logprob": -2.0, "bytes": [63]}]
+        streamed = [e for ev in events for c in ev["choices"] if c.get("logprobs") for e in c["logprobs"]["content"]]
+        assert [e["token"] for e in streamed] == ["H", "e", "y"] and absent is None
+
+    def test_tool_calls_carry_no_logprobs_but_the_answer_pass_does(self):
+        client, _ = make_client([WEATHER_CALL, "```\n[]\n```", "17."])
+        with client:
+            calls = chat(client, logprobs=True).json()["choices"][0]
+            answer = chat(client, messages=AFTER_RESULT, logprobs=True).json()["choices"][0]
+        assert calls["logprobs"] == {"content": []}
+        assert "".join(e["token"] for e in answer["logprobs"]["content"]) == "17."
+
+    def test_stop_applies_to_the_answer_pass(self):
+        client, backend = make_client(["```\n[]\n```", "17 degrees. More."])
+        with client:
+            chat(client, messages=AFTER_RESULT, stop=["."])
+        first, second = backend.requests
+        assert first.params.stop == () and second.params.stop == (".",)
+
+
+LEGACY_FUNCTIONS = [t["function"] for t in TOOLS]
+
+
+class TestLegacyFunctions:
+    def test_functions_are_answered_with_function_call(self):
+        client, backend = make_client([WEATHER_CALL])
+        with client:
+            choice = chat(client, tools=None, functions=LEGACY_FUNCTIONS).json()["choices"][0]
+            events = stream_events(client, tools=None, functions=LEGACY_FUNCTIONS)
+        assert choice["finish_reason"] == "function_call" and choice["message"]["tool_calls"] is None
+        assert choice["message"]["function_call"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+        assert backend.requests[0].constraint.json_schema["maxItems"] == 1, "the legacy API returns one call"
+        deltas = [c["delta"] for e in events for c in e["choices"]]
+        assert [d["function_call"] for d in deltas if "function_call" in d] == [
+            {"name": "get_weather", "arguments": ""}, {"arguments": '{"city": "Paris"}'}]
+        assert events[-1]["choices"][0]["finish_reason"] == "function_call"
+
+    def test_function_call_names_the_function(self):
+        client, backend = make_client([WEATHER_CALL])
+        with client:
+            chat(client, tools=None, functions=LEGACY_FUNCTIONS, function_call={"name": "get_weather"})
+        assert backend.requests[0].constraint.json_schema["minItems"] == 1
+
+    def test_legacy_history_is_understood(self):
+        client, backend = make_client(["```\n[]\n```", "17 degrees."])
+        messages = [*user("Weather in Paris?"),
+                    {"role": "assistant", "content": None,
+                     "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+                    {"role": "function", "name": "get_weather", "content": "It is 17 degrees."}]
+        with client:
+            message = chat(client, tools=None, functions=LEGACY_FUNCTIONS, messages=messages).json()
+        assert message["choices"][0]["message"]["content"] == "17 degrees."
+        assert '[{"name": "get_weather", "arguments": {"city": "Paris"}}]' in backend.requests[0].prompt
+        assert "It is 17 degrees." in backend.requests[0].prompt
+
+
+class TestModelRoute:
+    def test_the_served_model_and_a_404(self):
+        client, _ = make_client(["ok"])
+        with client:
+            assert client.get("/v1/models/fake").json()["id"] == "fake"
+            missing = client.get("/v1/models/gpt-4")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"

@@ -1,0 +1,96 @@
+"""The routes: ``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{response_id}``; thin, like chat's."""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from server.errors import APIError, NotFound
+from server.openapi import errors_documented
+from server.protocol import ErrorResponse
+from server.responses.build import ResponseBuilder, collect, initial_response, stream_events
+from server.responses.convert import output_messages, rename_param, to_chat
+from server.responses.protocol import DeletedResponse, ResponseObject, ResponsesRequest
+from server.responses.store import ResponseStore
+from server.serving import ChatService, reject_undecodable_text
+from server.settings import Settings
+
+UntilDisconnected = Callable[[Request, Awaitable[Any]], Awaitable[Any]]
+
+_UNKNOWN_ID = {404: {"model": ErrorResponse, "description": "No stored response with this id for this API key"}}
+
+
+def sse_event_schema() -> dict[str, Any]:
+    """One event of a streamed response: ``event: <type>`` and its JSON data (``type``, ``sequence_number``)."""
+    payload = {"type": "object", "required": ["type", "sequence_number"],
+               "properties": {"type": {"type": "string"}, "sequence_number": {"type": "integer"}}}
+    return {"type": "object", "required": ["data"], "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": payload}}}
+
+
+def responses_router(settings: Settings, until_disconnected: UntilDisconnected,
+                     store: ResponseStore | None = None) -> APIRouter:
+    router = APIRouter()
+    store = store or ResponseStore.from_settings(settings)
+    keyed = bool(settings.api_keys())
+
+    def namespace(request: Request) -> str:
+        return ResponseStore.namespace(request.headers.get("authorization"), keyed)
+
+    @router.post("/v1/responses", response_model=ResponseObject,
+                 responses={200: {"content": {"text/event-stream": {"schema": sse_event_schema()}},
+                                  "description": "A response, or with `stream: true` its events as SSE"},
+                            **errors_documented(400, 401, 404, 429, 503, 504)})
+    async def create_response(body: ResponsesRequest, request: Request) -> Any:
+        service: ChatService = request.app.state.service
+        reject_undecodable_text(body)  # type: ignore[arg-type]  # walks any model; params are ours
+        space = namespace(request)
+        previous = None
+        if body.previous_response_id is not None:
+            previous = store.get(space, body.previous_response_id)
+            if previous is None:
+                raise NotFound(f"Previous response with id {body.previous_response_id!r} not found.",
+                               param="previous_response_id", code="previous_response_not_found")
+        chat = to_chat(body, previous.messages if previous else ())
+        try:
+            prepared = await service.prepare(chat.request)
+        except APIError as exc:
+            raise rename_param(exc, chat.origins) from None
+        builder = ResponseBuilder(initial_response(body, prepared))
+
+        def keep(response: ResponseObject) -> None:
+            if body.store:
+                store.put(space, response, [*chat.history, *output_messages(response.output)])
+
+        if body.stream:
+            ticket = service.gate.admit()  # a full queue answers 429 before the stream starts
+            return StreamingResponse(stream_events(service, prepared, builder, keep, ticket),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                                     background=BackgroundTask(ticket.release))  # if the stream never ran
+        return await until_disconnected(request, collect(service, prepared, builder, keep))
+
+    @router.get("/v1/responses/{response_id}", response_model=ResponseObject,
+                responses={**errors_documented(401), **_UNKNOWN_ID})
+    async def get_response(response_id: str, request: Request) -> ResponseObject:
+        stored = store.get(namespace(request), response_id)
+        if stored is None:
+            raise _not_found(response_id)
+        return stored.response
+
+    @router.delete("/v1/responses/{response_id}", response_model=DeletedResponse,
+                   responses={**errors_documented(401), **_UNKNOWN_ID})
+    async def delete_response(response_id: str, request: Request) -> DeletedResponse:
+        if not store.delete(namespace(request), response_id):
+            raise _not_found(response_id)
+        return DeletedResponse(id=response_id)
+
+    return router
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id {response_id!r} not found.", param="response_id", code="response_not_found")
