@@ -21,7 +21,7 @@ from server.metrics import Metrics
 from server.middleware import AuthAndMetricsMiddleware
 from server.openapi import errors_documented, openapi_schema, sse_event_schema
 from server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
-from server.responses.routes import responses_router
+from server.responses.routes import add_responses_routes
 from server.serving import ChatService
 from server.settings import Settings
 from server.streaming import stream_chunks
@@ -94,7 +94,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
                                      background=BackgroundTask(ticket.release))  # if the stream never ran
         return await _until_disconnected(request, service.complete(prepared))
 
-    app.include_router(responses_router(settings, _until_disconnected))  # POST/GET/DELETE /v1/responses
+    add_responses_routes(app, settings, _until_disconnected)  # POST/GET/DELETE /v1/responses
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
 

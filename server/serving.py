@@ -165,8 +165,9 @@ class ChatService:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {limit} tokens. However, your messages resulted in "
                 f"{prompt_tokens} tokens. Please reduce the length of the messages or tools.")
-        requested = request.max_completion_tokens or request.max_tokens
-        param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+        given = request.max_completion_tokens is not None
+        requested = request.max_completion_tokens if given else request.max_tokens
+        param = "max_completion_tokens" if given else "max_tokens"
         if requested is None:
             return limit - prompt_tokens
         if requested < 1:

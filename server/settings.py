@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     loop_guard: bool = Field(True, description="drop a call already made and answered since the last user "
                                                "message (then the model answers)")
     dedupe_calls: bool = Field(True, description="collapse identical calls within one response to one")
+    responses_store_size: int = Field(1000, ge=0, description="Responses API: most stored responses (per server; "
+                                                              "0 keeps none), least recently used dropped first")
+    responses_store_ttl: float = Field(3600.0, gt=0, description="Responses API: seconds a stored response is kept")
+    responses_store_chars: int = Field(64 * 1024 * 1024, ge=0, description="Responses API: most characters of "
+                                                                           "stored conversations in all")
     refusal: Literal["message", "chat"] = Field(
         "message", description="answer to '[]' (no tool fits): a fixed refusal, or a plain chat answer")
     refusal_message: str = Field("None of the available tools can be used for this request.",

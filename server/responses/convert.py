@@ -139,9 +139,10 @@ def output_messages(output: Sequence[OutputItem]) -> list[dict[str, Any]]:
     """A response's output as the assistant message a later request continues from.
 
     >>> from server.responses.protocol import OutputMessage, OutputText
-    >>> output_messages([OutputMessage(id="msg_1", content=[OutputText(text="Hi")]),
-    ...                  OutputFunctionCall(id="fc_1", call_id="c", name="f", arguments="{}")])
-    [{'role': 'assistant', 'content': 'Hi', 'tool_calls': [{'id': 'c', 'type': 'function', 'function': {'name': 'f', 'arguments': '{}'}}]}]
+    >>> [message] = output_messages([OutputMessage(id="msg_1", content=[OutputText(text="Hi")]),
+    ...                              OutputFunctionCall(id="fc_1", call_id="c", name="f", arguments="{}")])
+    >>> message["role"], message["content"], message["tool_calls"]
+    ('assistant', 'Hi', [{'id': 'c', 'type': 'function', 'function': {'name': 'f', 'arguments': '{}'}}])
     """
     text = "".join(part.text for item in output if item.type == "message" for part in item.content)
     calls = [{"id": i.call_id, "type": "function", "function": {"name": i.name, "arguments": i.arguments}}

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from server.errors import APIError, NotFound
 from server.openapi import errors_documented
@@ -32,19 +35,41 @@ def sse_event_schema() -> dict[str, Any]:
         "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": payload}}}
 
 
-def responses_router(settings: Settings, until_disconnected: UntilDisconnected,
-                     store: ResponseStore | None = None) -> APIRouter:
-    router = APIRouter()
+class _SharedPathRoute(APIRoute):
+    """A route whose 405 lists every method of its path: Starlette's lists only the first route's
+    (``Allow: GET`` for ``/v1/responses/{response_id}``, which also has DELETE)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            routes = scope["app"].router.routes
+            allowed = sorted({m for r in routes if getattr(r, "path", None) == self.path
+                              for m in getattr(r, "methods", None) or ()})
+            raise HTTPException(status_code=405, headers={"Allow": ", ".join(allowed)})
+        await super().handle(scope, receive, send)
+
+
+def add_responses_routes(app: FastAPI, settings: Settings, until_disconnected: UntilDisconnected,
+                         store: ResponseStore | None = None) -> ResponseStore:
+    """Register the routes on ``app`` itself (not through ``include_router``: the auth and metrics
+    middleware labels requests refused before routing by the app's own routes' paths)."""
     store = store or ResponseStore.from_settings(settings)
     keyed = bool(settings.api_keys())
+
+    def route(method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+            app.router.add_api_route(path, endpoint, methods=[method], route_class_override=_SharedPathRoute,
+                                     **options)
+            return endpoint
+        return register
 
     def namespace(request: Request) -> str:
         return ResponseStore.namespace(request.headers.get("authorization"), keyed)
 
-    @router.post("/v1/responses", response_model=ResponseObject,
-                 responses={200: {"content": {"text/event-stream": {"schema": sse_event_schema()}},
-                                  "description": "A response, or with `stream: true` its events as SSE"},
-                            **errors_documented(400, 401, 404, 429, 503, 504)})
+    @route("POST", "/v1/responses", response_model=ResponseObject,
+           responses={200: {"content": {"text/event-stream": {"schema": sse_event_schema()}},
+                            "description": "A response, or with `stream: true` its events as SSE"},
+                      **errors_documented(400, 401, 429, 503, 504),
+                      404: {"model": ErrorResponse, "description": "Unknown model or previous_response_id"}})
     async def create_response(body: ResponsesRequest, request: Request) -> Any:
         service: ChatService = request.app.state.service
         reject_undecodable_text(body)  # type: ignore[arg-type]  # walks any model; params are ours
@@ -74,22 +99,22 @@ def responses_router(settings: Settings, until_disconnected: UntilDisconnected,
                                      background=BackgroundTask(ticket.release))  # if the stream never ran
         return await until_disconnected(request, collect(service, prepared, builder, keep))
 
-    @router.get("/v1/responses/{response_id}", response_model=ResponseObject,
-                responses={**errors_documented(401), **_UNKNOWN_ID})
+    @route("GET", "/v1/responses/{response_id}", response_model=ResponseObject,
+           responses={**errors_documented(401), **_UNKNOWN_ID})
     async def get_response(response_id: str, request: Request) -> ResponseObject:
         stored = store.get(namespace(request), response_id)
         if stored is None:
             raise _not_found(response_id)
         return stored.response
 
-    @router.delete("/v1/responses/{response_id}", response_model=DeletedResponse,
-                   responses={**errors_documented(401), **_UNKNOWN_ID})
+    @route("DELETE", "/v1/responses/{response_id}", response_model=DeletedResponse,
+           responses={**errors_documented(401), **_UNKNOWN_ID})
     async def delete_response(response_id: str, request: Request) -> DeletedResponse:
         if not store.delete(namespace(request), response_id):
             raise _not_found(response_id)
         return DeletedResponse(id=response_id)
 
-    return router
+    return store
 
 
 def _not_found(response_id: str) -> NotFound:

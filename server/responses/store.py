@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from server.responses.protocol import ResponseObject
+from server.settings import Settings
 
-# Defaults, until settings fields exist for them. Suggested flags (``Settings`` fields of the same
-# name, read by ``ResponseStore.from_settings`` as soon as they are added):
-#   --responses-store-size   (responses_store_size, int, ge=0; 0 keeps nothing)
-#   --responses-store-ttl    (responses_store_ttl, float seconds, gt=0)
-#   --responses-store-chars  (responses_store_chars, int, ge=0)
+# Defaults of --responses-store-size, --responses-store-ttl and --responses-store-chars.
 MAX_RESPONSES = 1000
 MAX_AGE_S = 3600.0
 MAX_CHARS = 64 * 1024 * 1024
@@ -46,10 +43,8 @@ class ResponseStore:
         self._chars = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ResponseStore:
-        return cls(getattr(settings, "responses_store_size", MAX_RESPONSES),
-                   getattr(settings, "responses_store_ttl", MAX_AGE_S),
-                   getattr(settings, "responses_store_chars", MAX_CHARS))
+    def from_settings(cls, settings: Settings) -> ResponseStore:
+        return cls(settings.responses_store_size, settings.responses_store_ttl, settings.responses_store_chars)
 
     @staticmethod
     def namespace(authorization: str | None, keyed: bool) -> str:

@@ -46,9 +46,9 @@ def test_every_answer_is_documented_and_never_5xx(case, fuzzed_server):
         # Name the served model (else nearly every case stops at 404) and keep completions short.
         if isinstance(case.body.get("model"), str):
             case.body["model"] = EMBEDDED_NAME
-        if case.body.get("max_tokens") is None or (type(case.body["max_tokens"]) is int
-                                                   and case.body["max_tokens"] > MAX_TOKENS):
-            case.body["max_tokens"] = MAX_TOKENS
+        for limit in ("max_tokens", "max_output_tokens"):  # chat completions, responses
+            if case.body.get(limit) is None or (type(case.body[limit]) is int and case.body[limit] > MAX_TOKENS):
+                case.body[limit] = MAX_TOKENS
     # positive_data_acceptance is left out: the schema cannot say that tool_choice needs tools or
     # that the prompt must fit the context, so schema-valid requests may rightly get a 400.
     response = case.call(base_url=fuzzed_server, timeout=150)
