@@ -16,7 +16,6 @@ from typing import Any, Mapping, Sequence
 
 import jsonschema
 
-from server.backends.base import OutputConstraint
 from server.errors import InvalidRequest
 from server.grammar import SchemaLimits, SchemaRejected, prepare_schema, resolve_refs
 from server.grammar.shape import check_shape

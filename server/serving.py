@@ -16,17 +16,40 @@ from typing import Any, AsyncIterator, Callable, Sequence, Union
 
 from server.admission import AdmissionGate, Ticket
 from server.agent_loop import answer_messages, answered_calls, call_key, has_tool_results
-from server.backends.base import (Backend, ConstraintRejected, GenerationRequest, ModelInfo, OutputConstraint,
-                                  SamplingParams, TokenLogprob)
+from server.backends.base import (
+    Backend,
+    ConstraintRejected,
+    GenerationRequest,
+    ModelInfo,
+    OutputConstraint,
+    SamplingParams,
+    TokenLogprob,
+)
+from server.chat_template import handles_tool_calls
 from server.constraints import ToolMode, ToolPlan, argument_errors, calls_schema, plan_tools, response_format_schema
 from server.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
 from server.grammar import SchemaLimits
-from server.chat_template import handles_tool_calls
 from server.hammer_format import FENCE, HammerParseError, parse_calls, render_prompt_parts
 from server.metrics import Metrics
-from server.protocol import (AssistantMessage, ChatCompletionRequest, ChatCompletionResponse, Choice, ChoiceLogprobs,
-                             Content, FunctionCall, FunctionMessage, InvalidToolCall, NamedFunction, NamedToolChoice,
-                             ResponseMessage, TokenLogprobEntry, Tool, ToolCall, TopLogprob, Usage)
+from server.protocol import (
+    AssistantMessage,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    ChoiceLogprobs,
+    Content,
+    FunctionCall,
+    FunctionMessage,
+    InvalidToolCall,
+    NamedFunction,
+    NamedToolChoice,
+    ResponseMessage,
+    TokenLogprobEntry,
+    Tool,
+    ToolCall,
+    TopLogprob,
+    Usage,
+)
 from server.settings import Settings
 from server.tool_stream import CallScanner
 

@@ -17,8 +17,15 @@ import llama_cpp
 import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from server.backends.base import (Backend, Chunk, ConstraintRejected, GenerationRequest, ModelInfo,
-                                  OutputConstraint, TokenLogprob)
+from server.backends.base import (
+    Backend,
+    Chunk,
+    ConstraintRejected,
+    GenerationRequest,
+    ModelInfo,
+    OutputConstraint,
+    TokenLogprob,
+)
 from server.backends.special_text import fragments
 from server.backends.stops import StopMatcher
 from server.chat_template import render_chat_template

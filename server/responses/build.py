@@ -14,8 +14,15 @@ from typing import Any, AsyncIterator, Callable
 
 from server.admission import Ticket
 from server.errors import APIError, BackendUnavailable
-from server.responses.protocol import (IncompleteDetails, OutputFunctionCall, OutputMessage, OutputText,
-                                       ResponseObject, ResponsesRequest, ResponseUsage)
+from server.responses.protocol import (
+    IncompleteDetails,
+    OutputFunctionCall,
+    OutputMessage,
+    OutputText,
+    ResponseObject,
+    ResponsesRequest,
+    ResponseUsage,
+)
 from server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Event, Prepared
 
 log = logging.getLogger(__name__)

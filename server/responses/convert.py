@@ -14,8 +14,15 @@ from pydantic import ValidationError
 
 from server.errors import APIError, InvalidRequest, param_path
 from server.protocol import ChatCompletionRequest
-from server.responses.protocol import (FunctionCallItem, FunctionCallOutputItem, MessageItem, OutputFunctionCall,
-                                       OutputItem, ResponsesRequest, TextContent)
+from server.responses.protocol import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    MessageItem,
+    OutputFunctionCall,
+    OutputItem,
+    ResponsesRequest,
+    TextContent,
+)
 
 
 @dataclass(frozen=True)

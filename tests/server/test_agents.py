@@ -136,8 +136,7 @@ def test_openai_sdk_loop(base_url):
 
 
 def test_openai_agents_sdk(base_url):
-    from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool,
-                        set_tracing_disabled)
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
 
     set_tracing_disabled(True)
     weather = WeatherTool()

@@ -7,8 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.constraints import (ToolMode, argument_errors, calls_schema, decoding_schema, plan_tools,
-                                response_format_schema)
+from server.constraints import (
+    ToolMode,
+    argument_errors,
+    calls_schema,
+    decoding_schema,
+    plan_tools,
+    response_format_schema,
+)
 from server.errors import InvalidRequest
 from server.grammar import SchemaLimits
 from server.protocol import NamedToolChoice, Tool
@@ -52,7 +58,8 @@ class TestPlanTools:
 
     @pytest.mark.parametrize("function,fragment", [
         ({"name": "has space", "parameters": {"type": "object"}}, "Invalid tool name"),
-        ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "dict"}}}}, "'type' must be one of"),
+        ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "dict"}}}},
+         "'type' must be one of"),
         ({"name": "f", "parameters": {"type": "string"}}, "type 'object'"),
         ({"name": "f", "parameters": nested_object(8)}, "deep"),
         ({"name": "f", "parameters": {"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}},

@@ -12,8 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.hammer_format import (FORMAT_INSTRUCTION, TASK_INSTRUCTION_V2_1, Call, HammerParseError, hammer_tool,
-                                  parse_calls, render_calls, render_prompt)
+from server.hammer_format import (
+    FORMAT_INSTRUCTION,
+    TASK_INSTRUCTION_V2_1,
+    Call,
+    HammerParseError,
+    hammer_tool,
+    parse_calls,
+    render_calls,
+    render_prompt,
+)
 from tests.server.tools_fixtures import TOOLS
 
 FUNCTIONS = [t["function"] for t in TOOLS]

@@ -60,7 +60,8 @@ class TestLimits:
 class TestQueueBound:
     @pytest.fixture(scope="class")
     def url(self, tmp_path_factory):
-        with running_server("--max-queue", "1", "--max-array-items", "300", log_path=tmp_path_factory.mktemp("queue") / "server.log") as url:
+        log = tmp_path_factory.mktemp("queue") / "server.log"
+        with running_server("--max-queue", "1", "--max-array-items", "300", log_path=log) as url:
             yield url
 
     def test_concurrent_load_past_the_queue_gets_429_with_retry_after(self, url):

@@ -11,7 +11,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.server.test_agents import (MAX_TURNS, QUESTION, RESULT, Location, Unit, WeatherTool, assert_answer)
+from tests.server.test_agents import MAX_TURNS, QUESTION, RESULT, Location, Unit, WeatherTool, assert_answer
 from tests.server.tools_fixtures import SCHEMAS, TOOLS
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.backends.fake import FakeBackend
-from server.responses import convert, store as store_module
+from server.responses import convert
+from server.responses import store as store_module
 from server.responses.protocol import OutputMessage, OutputText, ResponseObject
 from server.responses.store import ResponseStore
 from server.settings import Settings

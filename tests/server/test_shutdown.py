@@ -38,7 +38,8 @@ class TestGracefulShutdown:
     def test_in_flight_request_finishes_then_process_exits(self):
         body = {"model": "smollm2-135m-instruct", "messages": user("What's the weather like in Paris?"),
                 "tools": TOOLS, "temperature": 0}
-        response = answer_across_sigterm("--shutdown-timeout", "60", *LONG_ARRAYS, body=body, after_s=0.5)  # being processed
+        # SIGTERM while the request is being processed
+        response = answer_across_sigterm("--shutdown-timeout", "60", *LONG_ARRAYS, body=body, after_s=0.5)
         assert response.status_code == 200
         assert response.json()["choices"][0]["message"]["tool_calls"]
 
