@@ -120,8 +120,9 @@ class ChatCompletionRequest(_Model):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    # Not given: the model's recommended sampling (GGUF metadata, generation_config.json), else 1.0.
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=1)
     # At most 4 stop sequences, as OpenAI: each is matched against every generated token.
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None

@@ -149,7 +149,10 @@ class ChatService:
         stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
         if request.top_logprobs is not None and not request.logprobs:
             raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
-        params = SamplingParams(max_tokens=max_tokens, temperature=request.temperature, top_p=request.top_p,
+        recommended = self.info.sampling
+        temperature = request.temperature if request.temperature is not None else recommended.get("temperature", 1.0)
+        top_p = request.top_p if request.top_p is not None else recommended.get("top_p", 1.0)
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                 stop=stop if plan.mode == ToolMode.NONE else (), seed=request.seed,
                                 frequency_penalty=request.frequency_penalty,
                                 presence_penalty=request.presence_penalty,

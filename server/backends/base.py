@@ -85,6 +85,8 @@ class ModelInfo:
     max_token_chars: int | None = None
     #: Token ids run from 0 to this (``logit_bias`` keys are checked against it).
     vocab_size: int | None = None
+    #: The model's recommended ``temperature``/``top_p``, for requests that give none.
+    sampling: dict[str, float] = field(default_factory=dict)
 
 
 class Backend(abc.ABC):

@@ -100,6 +100,25 @@ def token_logprob(llama: llama_cpp.Llama, token: int, top: int) -> TokenLogprob:
     return TokenLogprob(text, logprob, raw, tuple(alternatives))
 
 
+# GGUF keys llama.cpp's converter writes from a model's generation_config.json.
+_SAMPLING_KEYS = {"general.sampling.temp": "temperature", "general.sampling.top_p": "top_p"}
+
+
+def recommended_sampling(metadata: Mapping[str, str]) -> dict[str, float]:
+    """The sampling a GGUF recommends, as request fields.
+
+    >>> recommended_sampling({"general.sampling.temp": "0.7", "general.name": "x"})
+    {'temperature': 0.7}
+    """
+    found = {}
+    for key, field in _SAMPLING_KEYS.items():
+        try:
+            found[field] = float(metadata[key])
+        except (KeyError, ValueError):
+            continue
+    return found
+
+
 def longest_token(llama: llama_cpp.Llama) -> int:
     """Bytes of the vocab's longest token piece (an upper bound on the characters it decodes to)."""
     vocab, buffer = llama._model.vocab, ctypes.create_string_buffer(1024)
@@ -136,7 +155,8 @@ class LlamaCppBackend(Backend):
         self._specials = special_strings(self._llama)
         return ModelInfo(self._settings.model_name(), self._llama.n_ctx(), {"path": path},
                          max_token_chars=longest_token(self._llama),
-                         vocab_size=llama_cpp.llama_vocab_n_tokens(self._llama._model.vocab))
+                         vocab_size=llama_cpp.llama_vocab_n_tokens(self._llama._model.vocab),
+                         sampling=recommended_sampling(self._llama.metadata))
 
     async def close(self) -> None:
         if self._llama is not None:

@@ -156,7 +156,9 @@ class VLLMBackend(Backend):
                           "prefix_caching": self._settings.enable_prefix_caching},
                          # Byte-level vocab strings: one character per byte, so a bound on what they decode to.
                          max_token_chars=max(map(len, self._tokenizer.get_vocab()), default=None),
-                         vocab_size=len(self._tokenizer))
+                         vocab_size=len(self._tokenizer),
+                         sampling={k: float(v) for k, v in config.get_diff_sampling_param().items()
+                                   if k in ("temperature", "top_p")})
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -41,7 +41,9 @@ def initial_response(request: ResponsesRequest, prepared: Prepared) -> ResponseO
         instructions=request.instructions, max_output_tokens=request.max_output_tokens,
         metadata=request.metadata or {}, parallel_tool_calls=request.parallel_tool_calls,
         previous_response_id=request.previous_response_id, store=request.store,
-        temperature=request.temperature, top_p=request.top_p, user=request.user,
+        # The values used (the model's defaults where the request gave none).
+        temperature=prepared.generation.params.temperature, top_p=prepared.generation.params.top_p,
+        user=request.user,
         text={"format": fmt.model_dump(by_alias=True, exclude_none=True) if fmt else {"type": "text"}},
         tool_choice=choice if isinstance(choice, str) else choice.model_dump() if choice else "auto",
         tools=[t.model_dump(exclude_none=True) for t in request.tools or []])

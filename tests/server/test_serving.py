@@ -376,6 +376,20 @@ class TestSamplingParameters:
         assert (params.frequency_penalty, params.presence_penalty) == (0.5, -1)
         assert params.logit_bias == ((7, -100), (42, 3)) and params.logprobs == 2
 
+    def test_unset_temperature_and_top_p_follow_the_model_else_one(self):
+        class Recommending(FakeBackend):
+            async def start(self):
+                info = await super().start()
+                info.sampling = {"temperature": 0.3}
+                return info
+
+        config = Settings(served_model_name="fake")
+        backend = Recommending(config)
+        with TestClient(create_app(config, backend)) as client:
+            chat(client, tools=None)
+            chat(client, tools=None, temperature=0, top_p=0.5)
+        assert [(r.params.temperature, r.params.top_p) for r in backend.requests] == [(0.3, 1.0), (0, 0.5)]
+
     @pytest.mark.parametrize("body,param", [
         ({"logit_bias": {"not-a-token": 1}}, "logit_bias"),
         ({"logit_bias": {"3": 101}}, "logit_bias"),
