@@ -6,7 +6,7 @@ import json
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ from server.hammer_format import PromptFormat
 from training.irrelevance import add_irrelevance
 from training.masking import mask_functions
 from training.render import to_prompt_completion
-from training.xlam import Example, load_xlam
+from training.xlam import Example, RowError, read_xlam
 
 DEFAULT_MASKING_RATIO = 0.33
 DEFAULT_IRRELEVANCE_RATIO = 0.10
+ON_ERROR = ("stop", "skip")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,15 @@ class BuildReport:
     masked: int
     total: int
     seconds: float
+    skipped: tuple[RowError, ...] = ()  # bad source rows left out (``on_error="skip"``)
+
+    def skipped_summary(self, shown: int = 3) -> str:
+        """``skipped 5 bad rows: row 3 (line 4): 'tools' is missing; ...`` (the first ``shown``)."""
+        if not self.skipped:
+            return ""
+        reasons = "; ".join(str(e) for e in self.skipped[:shown])
+        rest = f"; and {len(self.skipped) - shown} more" if len(self.skipped) > shown else ""
+        return f"skipped {len(self.skipped)} bad row{'s' if len(self.skipped) != 1 else ''}: {reasons}{rest}"
 
     def __str__(self) -> str:
         return (f"{self.source_examples} source examples + {self.irrelevant} irrelevance examples = "
@@ -80,8 +90,23 @@ def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
 
 def build(source: str | Path, output: str | Path, masking_ratio: float = DEFAULT_MASKING_RATIO,
           irrelevance_ratio: float = DEFAULT_IRRELEVANCE_RATIO, seed: int = 0,
-          prompt_format: PromptFormat = "hammer-2.1") -> BuildReport:
-    """Load xLAM data from a file or hub name, build the training rows, write them as JSON Lines."""
-    rows, report = build_rows(load_xlam(source), masking_ratio, irrelevance_ratio, seed, prompt_format)
+          prompt_format: PromptFormat = "hammer-2.1", on_error: str = "stop") -> BuildReport:
+    """Load xLAM data from a file or hub name, build the training rows, write them as JSON Lines.
+
+    Every source row is checked first. ``on_error="stop"`` raises ``RowError`` for the first bad
+    row (nothing is written); ``"skip"`` leaves bad rows out and lists them in the report.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+    examples, errors = read_xlam(source)
+    if errors and on_error == "stop":
+        first = errors[0]
+        more = f"; {len(errors) - 1} more bad row{'s' if len(errors) > 2 else ''}" if len(errors) > 1 else ""
+        raise RowError(first.row, f"{first.problem} (build stopped{more}; --on-error skip leaves bad rows out)",
+                       first.line)
+    if not examples:
+        bad = f" ({len(errors)} bad row{'s' if len(errors) != 1 else ''}, first: {errors[0]})" if errors else ""
+        raise ValueError(f"{source} has no valid example{bad}")
+    rows, report = build_rows(examples, masking_ratio, irrelevance_ratio, seed, prompt_format)
     write_jsonl(rows, output)
-    return report
+    return replace(report, skipped=tuple(errors))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from training.quantize import quantize
@@ -10,10 +11,61 @@ from training.quantize import quantize
 BASE_RECORD = "hammer_base.json"  # written by `hammer train` so `hammer export` can find the base
 
 
+ADAPTER_FILES = ("adapter_config.json",)  # what PEFT's save_pretrained writes, with the weights
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
 def recorded_base(adapter: str | Path) -> str | None:
-    """The base model the adapter was trained on, as its training config named it."""
-    record = Path(adapter) / BASE_RECORD
-    return json.loads(record.read_text(encoding="utf-8"))["base_model"] if record.is_file() else None
+    """The base model the adapter was trained on, as its training config named it. A checkpoint
+    (``RUN/checkpoint-N``) has it from its run directory."""
+    adapter = Path(adapter)
+    places = [adapter] + ([adapter.parent] if _CHECKPOINT.match(adapter.name) else [])
+    for place in places:
+        record = place / BASE_RECORD
+        if record.is_file():
+            return json.loads(record.read_text(encoding="utf-8"))["base_model"]
+    return None
+
+
+def write_base_record(run_dir: str | Path, base: str) -> None:
+    """Record ``base`` in ``run_dir`` (``hammer train`` does so before the first step, so the
+    checkpoints of an interrupted run can be exported too)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / BASE_RECORD).write_text(json.dumps({"base_model": base}) + "\n", encoding="utf-8")
+
+
+def is_adapter(path: str | Path) -> bool:
+    """Whether ``path`` holds a saved LoRA adapter (a run's final one or a checkpoint's)."""
+    return all((Path(path) / name).is_file() for name in ADAPTER_FILES)
+
+
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The ``checkpoint-N`` in ``run_dir`` with the highest N that holds an adapter, if any."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _CHECKPOINT.match(p.name)) and is_adapter(p)]
+    return max(found)[1] if found else None
+
+
+def check_adapter(adapter: str | Path, output: str | Path = "MODEL.gguf", base: str | None = None) -> None:
+    """Raise a ``ValueError`` saying what is wrong when ``adapter`` is no exportable adapter: a
+    missing directory, a run that did not finish (offering its newest checkpoint), or neither."""
+    adapter = Path(adapter)
+    if not adapter.is_dir():
+        raise FileNotFoundError(f"no such adapter directory: {adapter}")
+    if is_adapter(adapter):
+        return
+    checkpoint = newest_checkpoint(adapter)
+    if checkpoint is None:
+        raise ValueError(f"{adapter} holds no LoRA adapter (no adapter_config.json) and no checkpoint-N: "
+                         "pass the output_dir of `hammer train` or one of its checkpoint-N directories")
+    base_arg = "" if base is None and recorded_base(checkpoint) else f" --base {base or 'BASE'}"
+    raise ValueError(f"the run in {adapter} did not finish (no final adapter); its newest checkpoint is "
+                     f"{checkpoint}: export that with `hammer export --adapter {checkpoint} --output {output}"
+                     f"{base_arg}` or resume training (rerun `hammer train` with the same config; it "
+                     "continues from the newest checkpoint)")
 
 
 def merge(adapter: str | Path, base: str, merged_dir: str | Path) -> Path:
@@ -36,9 +88,11 @@ def export(adapter: str | Path, output: str | Path, base: str | None = None, mer
     ``.gguf`` plus ``-hf``) and returns the quantized file's path."""
     from training.gguf_convert import convert
 
+    check_adapter(adapter, output, base)
     base = base or recorded_base(adapter)
     if base is None:
-        raise ValueError(f"{adapter} does not record its base model: pass --base")
+        raise ValueError(f"{adapter} does not record its base model ({BASE_RECORD}, which `hammer train` "
+                         "writes in its output_dir): pass --base, e.g. --base embedded")
     output = Path(output)
     merged_dir = Path(merged_dir) if merged_dir else output.with_name(output.stem + "-hf")
     merge(adapter, base, merged_dir)

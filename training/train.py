@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from training.config import TrainConfig
-from training.export import BASE_RECORD
+from training.export import BASE_RECORD, write_base_record
 from training.model import load_base
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,8 @@ def run_training(trainer: Any, config: TrainConfig) -> Path:
     checkpoint = resume_checkpoint(config)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
+    if trainer.accelerator.is_main_process:  # recorded first, so an interrupted run's checkpoints can be exported
+        write_base_record(config.output_dir, config.base_model)
     trainer.train(resume_from_checkpoint=checkpoint)
     out = Path(config.output_dir)
     trainer.save_model(str(out))

@@ -10,7 +10,7 @@ HELP = "Prepare training data: irrelevance augmentation, function masking, Hamme
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from server.hammer_format import PROMPT_FORMATS
-    from training.build import DEFAULT_IRRELEVANCE_RATIO, DEFAULT_MASKING_RATIO
+    from training.build import DEFAULT_IRRELEVANCE_RATIO, DEFAULT_MASKING_RATIO, ON_ERROR
 
     actions = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="build a training set from xLAM-format data",
@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--seed", type=int, default=0, help="random seed; same seed, same output (default: 0)")
     build.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="hammer-2.1",
                        help="prompt layout, as `hammer serve --prompt-format` (default: %(default)s)")
+    build.add_argument("--on-error", choices=ON_ERROR, default="stop",
+                       help="a bad input row (missing field, malformed JSON, a call to an unlisted tool): "
+                            "stop = exit 2 naming the row and field, writing nothing; skip = leave it out "
+                            "and report it (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = build(args.input, args.output, args.masking_ratio, args.irrelevance_ratio, args.seed,
-                       args.prompt_format)
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+                       args.prompt_format, args.on_error)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
         print(f"hammer data build: {exc}", file=sys.stderr)
         return 2
+    if report.skipped:
+        print(f"hammer data build: {report.skipped_summary()}", file=sys.stderr)
     print(f"wrote {args.output}: {report}")
     return 0

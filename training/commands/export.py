@@ -24,11 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from training.export import export
     from training.gguf_convert import ConversionError
+    from training.quantize import quantization_mix
 
     try:
         path = export(args.adapter, args.output, args.base, args.merged_dir, args.quantization)
     except (OSError, ValueError, ConversionError, RuntimeError) as exc:
         print(f"hammer export: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {path}; serve it with: hammer serve --model {path}")
+    print(f"wrote {path}: {quantization_mix(path, args.quantization)}")
+    print(f"serve it with: hammer serve --model {path}")
     return 0
