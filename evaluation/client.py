@@ -41,6 +41,34 @@ def api_base(url: str) -> str:
     return url if url.endswith("/v1") else f"{url}/v1"
 
 
+class EndpointError(Exception):
+    """An endpoint the evaluation cannot use: one line naming its URL and what to check."""
+
+
+def check_url(url: str, flag: str) -> None:
+    """Refuse a URL the SDK would fail on with a vague "Connection error." (no scheme, another scheme)."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise ValueError(f"{flag} {url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8000)")
+
+
+def connection_problem(exc: BaseException, timeout_s: float | None = None) -> str:
+    """Why a connection failed, in a few words ("connection refused", "name or service not known")."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return f"no answer within {timeout_s:g} s" if timeout_s else "timed out"
+    cause: BaseException | None = exc
+    reason = ""
+    while cause is not None:  # the innermost cause says most: ConnectionRefusedError, gaierror, ...
+        text = str(cause).strip()
+        if text and text != "Connection error.":
+            reason = text
+        cause = cause.__cause__ or cause.__context__
+    if reason.startswith("[Errno"):
+        reason = reason.partition("] ")[2] or reason
+    return (reason[:1].lower() + reason[1:]) if reason else type(exc).__name__
+
+
 def make_client(endpoint: Endpoint, timeout_s: float) -> Any:
     from openai import OpenAI
 
@@ -69,7 +97,7 @@ def complete(client: Any, model: str, messages: list[dict[str, Any]], tools: lis
         except (openai.APIConnectionError, openai.APIStatusError) as exc:
             reply.latency_s = time.perf_counter() - start
             status = getattr(exc, "status_code", None)
-            reply.error = f"HTTP {status}: {_message(exc)}" if status else f"connection error: {exc}"
+            reply.error = f"HTTP {status}: {_message(exc)}" if status else f"connection error: {connection_problem(exc)}"
             if attempt < retries and (status is None or status in RETRY_STATUSES):
                 time.sleep(backoff_s * 2 ** attempt)
                 continue

@@ -49,16 +49,40 @@ def _expected_call(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def load_local(name: str, path: str | Path, limit: int | None = None) -> list[Entry]:
+    """The data set's entries; a malformed file or row is a ``ValueError`` naming the file, the row
+    (``path:line`` for JSON Lines, ``path:[index]`` for a JSON list) and the field."""
     path = Path(path)
     with path.open(encoding="utf-8") as f:
-        rows = ([json.loads(line) for line in f if line.strip()] if path.suffix == ".jsonl" else json.load(f))
-    if not isinstance(rows, list):
-        raise TypeError(f"{path}: expected a JSON list or JSON Lines")
+        if path.suffix == ".jsonl":
+            rows: Any = []
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append((f"{path}:{number}", json.loads(line)))
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}:{number}: not JSON ({exc.msg}, column {exc.colno})") from None
+        else:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); "
+                                 "a data set is a JSON list or JSON Lines (.jsonl)") from None
+            if not isinstance(data, list):
+                raise TypeError(f"{path}: expected a JSON list or JSON Lines")
+            rows = [(f"{path}:[{index}]", row) for index, row in enumerate(data)]
     entries = []
-    for index, row in enumerate(rows[:limit]):
-        messages = row.get("messages") or [{"role": "user", "content": row["query"]}]
-        tools = [openai_tool(t) for t in _json_list(row.get("tools", []), f"{path}:{index}: tools")]
-        answers = [_expected_call(a) for a in _json_list(row.get("answers", []), f"{path}:{index}: answers")]
+    for index, (where, row) in enumerate(rows[:limit]):
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: a row must be a JSON object, not {type(row).__name__}")
+        try:
+            messages = row.get("messages") or [{"role": "user", "content": row["query"]}]
+            tools = [openai_tool(t) for t in _json_list(row.get("tools", []), f"{where}: tools")]
+            answers = [_expected_call(a) for a in _json_list(row.get("answers", []), f"{where}: answers")]
+        except KeyError as exc:
+            raise ValueError(f"{where}: missing field {exc.args[0]!r} (a row has query or messages, tools and "
+                             "answers of {name, arguments})") from None
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise ValueError(f"{where}: malformed tools or answers ({exc})") from None
         entries.append(Entry(id=f"{name}_{row.get('id', index)}", category=name, messages=messages, functions=[],
                              answers=answers, scoring="f1", tools=tools))
     return entries

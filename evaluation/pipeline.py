@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.client import Endpoint
+from evaluation.client import Endpoint, EndpointError, check_url
 from evaluation.entries import Entry
 from evaluation.runner import RunOptions
 
@@ -44,8 +44,16 @@ class EvalConfig:
             categories = [c.strip() for c in args.categories.split(",") if c.strip()]
         if not categories and not datasets:
             raise ValueError("nothing to evaluate: give --categories or --dataset")
+        for flag, value, low in (("--workers", args.workers, 1), ("--limit", args.limit, 1),
+                                 ("--retries", args.retries, 0), ("--max-tokens", args.max_tokens, 1)):
+            if value is not None and value < low:
+                raise ValueError(f"{flag} must be at least {low}, got {value}")
+        if not args.timeout > 0:
+            raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+        check_url(args.base_url, "--base-url")
         endpoints = [Endpoint(args.label, args.base_url, args.model or "", args.api_key)]
         if args.compare:
+            check_url(args.compare, "--compare")
             endpoints.append(Endpoint(args.compare_label, args.compare, args.compare_model or "", args.compare_api_key))
         if len({e.label for e in endpoints}) != len(endpoints):
             raise ValueError("--label and --compare-label must differ")
@@ -65,16 +73,34 @@ def load_entries(config: EvalConfig) -> list[Entry]:
     return entries
 
 
-def resolve_model(endpoint: Endpoint, timeout_s: float) -> Endpoint:
-    """Fill in the model name from ``/v1/models`` when none was given."""
+def resolve_model(endpoint: Endpoint, timeout_s: float, flags: tuple[str, str] = ("--base-url", "--api-key")
+                  ) -> Endpoint:
+    """Check that the endpoint answers (``GET /v1/models``), and fill in the model name from it when none
+    was given; ``EndpointError`` names the URL and the flag to check (``flags``: its URL and key flags)."""
+    import openai
+
+    from evaluation.client import _message, api_base, connection_problem, make_client
+
+    url_flag, key_flag = flags
+    url = api_base(endpoint.base_url)
+    try:
+        first = next(iter(make_client(endpoint, timeout_s).models.list()), None)
+    except openai.APIConnectionError as exc:  # refused, unknown host, timeout
+        raise EndpointError(f"cannot reach {url} ({connection_problem(exc, timeout_s)}): is `hammer serve` "
+                            f"running there? check {url_flag}") from None
+    except openai.APIStatusError as exc:
+        if endpoint.model and exc.status_code in (404, 405):
+            return endpoint  # answers, but lists no models: the chat requests will tell
+        hint = f"check {key_flag}" if exc.status_code in (401, 403) else \
+            f"is {url} an OpenAI-compatible endpoint? check {url_flag}"
+        raise EndpointError(f"GET {url}/models answered HTTP {exc.status_code}: {_message(exc)} ({hint})") from None
+    except openai.OpenAIError as exc:  # an answer that is not an OpenAI model list
+        raise EndpointError(f"{url} did not answer like an OpenAI-compatible endpoint ({exc}); "
+                            f"check {url_flag}") from None
     if endpoint.model:
         return endpoint
-    from evaluation.client import make_client
-
-    models = make_client(endpoint, timeout_s).models.list()
-    first = next(iter(models), None)
     if first is None:
-        raise ValueError(f"{endpoint.base_url} lists no models; pass the model name")
+        raise EndpointError(f"{url} lists no models (pass the model name with --model)")
     return Endpoint(endpoint.label, endpoint.base_url, first.id, endpoint.api_key)
 
 
@@ -85,6 +111,10 @@ def evaluate(config: EvalConfig) -> Path:
     from evaluation.summary import summarize
 
     entries = load_entries(config)
+    # Every endpoint answers, before the first one's run (a dead --compare found after an hour helps no one).
+    flags = [("--base-url", "--api-key"), ("--compare", "--compare-api-key")]
+    endpoints = [resolve_model(endpoint, config.options.timeout_s, flags[min(i, 1)])
+                 for i, endpoint in enumerate(config.endpoints)]
     config.output.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
     # Every record is also appended here as it lands, so an interrupted run keeps what it measured.
@@ -93,8 +123,7 @@ def evaluate(config: EvalConfig) -> Path:
             partial.write(json.dumps({"label": label, **record}, default=str) + "\n")
             partial.flush()
 
-        for endpoint in config.endpoints:
-            endpoint = resolve_model(endpoint, config.options.timeout_s)
+        for endpoint in endpoints:
             for masked in (False, True) if config.mask_names else (False,):
                 records = run_entries(endpoint, entries, masked, config.options,
                                       lambda record, label=endpoint.label: keep(record, label))

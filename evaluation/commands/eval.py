@@ -38,16 +38,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openai import OpenAIError
+    try:
+        from openai import OpenAIError
+    except ImportError:
+        print("hammer eval: the openai package is not installed (pip install 'hammer-server[eval]')", file=sys.stderr)
+        return 2
 
+    from evaluation.client import EndpointError
     from evaluation.pipeline import EvalConfig, evaluate
 
     try:
         config = EvalConfig.from_args(args)
         report = evaluate(config)
-    except (OSError, ValueError, TypeError, KeyError, OpenAIError) as exc:  # OpenAIError: /v1/models unreachable
+    except EndpointError as exc:  # names the URL and what to check
         print(f"hammer eval: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, TypeError, KeyError, OpenAIError) as exc:
+        print(f"hammer eval: {_one_line(exc)}", file=sys.stderr)
         return 2
     print(report.read_text())
     print(f"\nwrote {report} and {report.parent / 'results.json'}", file=sys.stderr)
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, KeyError) or not text:  # KeyError('x') prints as 'x': say what it is
+        return f"{type(exc).__name__}: {text}"
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:  # "[Errno 2] ..." → the path and the reason
+        return f"{exc.filename}: {exc.strerror}"
+    return text

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ TERMUX_SCRIPT = DEPLOY / "termux" / "hammer-termux.sh"
 
 def require_tool(name: str, install: str) -> str:
     """Path of an external checker; skipped when missing, except in CI where it must be installed."""
-    path = shutil.which(name)
+    # The running interpreter's bin dir first: the [test] extra installs the checkers there, and a
+    # virtualenv that is used but not activated (``.venv/bin/python -m pytest``) is not on PATH.
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
         if os.environ.get("CI"):
             pytest.fail(f"{name} is not installed (install it with: {install})")

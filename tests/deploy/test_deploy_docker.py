@@ -150,3 +150,29 @@ def test_pinned_llama_cpp_python_satisfies_the_projects_llama_extra() -> None:
     for where, version in pinned.items():
         assert requirement.specifier.contains(version), f"{where} pins {version}, pyproject wants {requirement}"
     assert len(set(pinned.values())) == 1, f"one llama-cpp-python version everywhere: {pinned}"
+
+
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_the_image_gets_every_package_the_project_installs(kind: str) -> None:
+    """The source COPYed (and let through the .dockerignore) holds each top-level package pyproject's
+    package discovery includes: a package left out is silently missing from the installed wheel
+    (``hammer eval`` without ``evaluation/``)."""
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    wanted = {pattern.rstrip("*").rstrip(".") for pattern in find["include"]}
+    assert {"server", "training", "evaluation"} <= wanted
+    path = DOCKERFILES[kind]
+    builder = parse_dockerfile(path).stages[0]
+    copied = {source.rstrip("/") for copy in builder.all("COPY") if not copy.startswith("--from")
+              for source in copy.split()[:-1]}
+    ignore = path.with_name(path.name + ".dockerignore")
+    patterns = [p.strip() for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")]
+    for package in sorted(wanted):
+        assert (REPO / package / "__init__.py").is_file(), f"pyproject includes {package}*, which is not a package"
+        assert package in copied, f"{path.name} does not COPY {package}/ (pyproject packages it)"
+        assert not dockerignore_excludes(patterns, f"{package}/__init__.py"), f"{ignore.name} excludes {package}/"
+
+
+def test_cpu_image_installs_what_hammer_eval_imports() -> None:
+    runs = " ".join(parse_dockerfile(DOCKERFILES["cpu"]).stages[0].all("RUN"))
+    assert re.search(r"pip install \"\.\[[^\]]*\beval\b", runs), "the [eval] extra (openai) is installed"
+    assert "--no-deps bfcl-eval" in runs, "BFCL's data files are installed (without its runtime)"

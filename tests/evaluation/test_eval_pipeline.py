@@ -65,7 +65,66 @@ def test_compare_and_mask_write_every_record_and_a_side_by_side_report(refusers,
 def test_bad_arguments_end_with_a_message_not_a_traceback(tmp_path, capsys):
     assert main(["eval", "--base-url", "http://127.0.0.1:9", "--categories", "nope", "--output", str(tmp_path)]) == 2
     assert "unsupported BFCL category" in capsys.readouterr().err
-    # no --model and nothing listening: the model lookup fails with a message
+    # no --model and nothing listening: the model lookup fails with a message naming the URL
     assert main(["eval", "--base-url", "http://127.0.0.1:9", "--categories", "irrelevance", "--limit", "1",
-                 "--output", str(tmp_path)]) == 2
-    assert "hammer eval: Connection error" in capsys.readouterr().err
+                 "--output", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == ("hammer eval: cannot reach http://127.0.0.1:9/v1 (connection refused): "
+                                       "is `hammer serve` running there? check --base-url\n")
+
+
+class Locked(JSONHandler):
+    def do_GET(self) -> None:
+        self.send_json(401, {"error": {"message": "Invalid API key.", "type": "authentication_error"}})
+
+
+@pytest.mark.parametrize(("args", "status", "words"), [
+    # --model given: the endpoint is still checked before the run, not found dead entry by entry
+    (["--base-url", "http://127.0.0.1:9/v1", "--model", "m"], 1,
+     ["cannot reach http://127.0.0.1:9/v1 (connection refused)", "--base-url"]),
+    (["--base-url", "LIVE", "--compare", "http://127.0.0.1:9"], 1,
+     ["cannot reach http://127.0.0.1:9/v1", "check --compare"]),
+    (["--base-url", "127.0.0.1:8000"], 2, ["--base-url '127.0.0.1:8000' must start with http://"]),
+    (["--base-url", "LOCKED"], 1, ["HTTP 401: Invalid API key.", "check --api-key"]),
+    (["--base-url", "LIVE", "--dataset", "bank=/nonexistent/bank.jsonl", "--categories", "none"], 2,
+     ["/nonexistent/bank.jsonl"]),
+])
+def test_unusable_endpoints_and_inputs_are_one_line_naming_what_to_check(refusers, tmp_path, capsys, args, status,
+                                                                         words):
+    locked = ThreadingHTTPServer(("127.0.0.1", 0), Locked)
+    threading.Thread(target=locked.serve_forever, daemon=True).start()
+    try:
+        args = [{"LIVE": refusers[0], "LOCKED": f"http://127.0.0.1:{locked.server_address[1]}"}.get(a, a)
+                for a in args]
+        out = tmp_path / "eval"
+        categories = [] if "--categories" in args else ["--categories", "irrelevance"]
+        assert main(["eval", *args, *categories, "--limit", "1", "--output", str(out)]) == status
+    finally:
+        locked.shutdown()
+    err = capsys.readouterr().err
+    assert err.startswith("hammer eval: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err
+    assert not out.exists()  # nothing written for a run that could not start
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("x", ["rows.jsonl:2: not JSON"]),
+    ('{"tools": [], "answers": []}', ["rows.jsonl:2: missing field 'query'"]),
+    ("[1]", ["rows.jsonl:2: a row must be a JSON object"]),
+    ('{"query": "q", "answers": [{"arguments": {}}]}', ["rows.jsonl:2: missing field 'name'"]),
+])
+def test_a_malformed_data_set_row_is_named(tmp_path, capsys, line, words):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"query": "q", "tools": [], "answers": []}\n' + line + "\n")
+    assert main(["eval", "--base-url", "http://127.0.0.1:9", "--dataset", f"bank={path}", "--categories", "none",
+                 "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hammer eval: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.parametrize("flags", [["--workers", "0"], ["--limit", "0"], ["--timeout", "0"], ["--retries", "-1"]])
+def test_out_of_range_numbers_are_refused_before_connecting(tmp_path, capsys, flags):
+    assert main(["eval", "--base-url", "http://127.0.0.1:9", *flags, "--output", str(tmp_path)]) == 2
+    assert flags[0] in capsys.readouterr().err

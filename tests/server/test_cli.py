@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -61,3 +62,72 @@ class TestPromptCommand:
         path.write_text(json.dumps({"messages": user("x"), "tool_choice": "required"}))
         result = hammer("prompt", str(path))
         assert result.returncode == 2 and "tool_choice" in result.stderr and "Traceback" not in result.stderr
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The failure's stderr: no traceback, one ``hammer serve: ...`` line (last, after uvicorn's INFO lines
+    where the failure comes from the app's startup)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("hammer serve: "), result.stderr
+    assert not [line for line in lines[:-1] if not line.startswith("INFO:")], result.stderr
+    return lines[-1]
+
+
+class TestServeStartupErrors:
+    """Every startup failure: one line naming the problem and what to do, a non-zero exit, no traceback."""
+
+    @pytest.mark.parametrize(("args", "status", "words"), [
+        (["--model", "nope.gguf"], 2, ["model file not found: nope.gguf", "--model"]),
+        (["--n-ctx", "ten"], 2, ["--n-ctx", "integer", "--help"]),
+        (["--port", "eighty"], 2, ["--port"]),
+        (["--port", "70000"], 2, ["--port 70000", "1-65535"]),
+        (["--backend", "nope"], 2, ["unknown backend 'nope'", "--backend"]),
+        (["--api-key-file", "/nonexistent/keys.txt"], 2, ["--api-key-file /nonexistent/keys.txt",
+                                                           "No such file"]),
+    ])
+    def test_bad_settings(self, args, status, words):
+        result = hammer("serve", *args)
+        assert result.returncode == status, result.stderr
+        line = one_line_error(result)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # nothing else printed
+        for word in words:
+            assert word in line
+
+    def test_a_file_that_is_not_gguf(self, tmp_path):
+        path = tmp_path / "model.gguf"
+        path.write_text("not a model")
+        result = hammer("serve", "--model", str(path))
+        assert result.returncode == 2
+        assert f"{path} is not a GGUF file" in one_line_error(result)
+
+    def test_a_directory_for_the_llama_backend(self, tmp_path):
+        result = hammer("serve", "--model", str(tmp_path))
+        assert result.returncode == 2 and "--backend vllm" in one_line_error(result)
+
+    def test_port_in_use(self):
+        import socket
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = hammer("serve", "--backend", "fake", "--port", str(port))
+        assert result.returncode == 1
+        assert f"port {port} on 127.0.0.1 is already in use" in one_line_error(result)
+
+    @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is importable here")
+    def test_vllm_not_installed(self):
+        result = hammer("serve", "--backend", "vllm", "--model", "some/model")
+        assert result.returncode == 2
+        assert "pip install 'hammer-server[vllm]'" in one_line_error(result)
+
+    def test_a_model_that_fails_to_load(self, tmp_path):
+        # Passes the pre-checks (GGUF magic), fails in llama.cpp during the app's startup (lifespan).
+        path = tmp_path / "broken.gguf"
+        path.write_bytes(b"GGUF" + b"\0" * 60)
+        result = hammer("serve", "--model", str(path), "--port", "0")
+        assert result.returncode == 1
+        line = one_line_error(result)
+        assert "could not load" in line and str(path) in line
+        assert "Application startup failed" not in result.stderr
