@@ -29,8 +29,13 @@ def run(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.request == "-" else open(args.request, encoding="utf-8").read()
         request = ChatCompletionRequest.model_validate({"model": "-", **json.loads(text)})
         prompt = convert(request, settings, lambda messages: _model_chat_prompt(settings, messages)).prompt
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"hammer prompt: cannot read {args.request}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"hammer prompt: cannot read {args.request}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        source = "standard input" if args.request == "-" else args.request
+        print(f"hammer prompt: {source} is not a JSON chat request ({exc.msg}, line {exc.lineno} column "
+              f"{exc.colno})", file=sys.stderr)
         return 2
     except ValidationError as exc:
         print(f"hammer prompt: {validation_error(list(exc.errors())).message}", file=sys.stderr)

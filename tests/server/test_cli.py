@@ -64,6 +64,15 @@ class TestPromptCommand:
         assert result.returncode == 2 and "tool_choice" in result.stderr and "Traceback" not in result.stderr
 
 
+    @pytest.mark.parametrize("args,stdin,words", [
+        (("prompt", "/nonexistent/request.json"), None, "cannot read /nonexistent/request.json: No such file"),
+        (("prompt", "-"), "{bad", "standard input is not a JSON chat request"),
+    ])
+    def test_unreadable_request_is_one_line(self, args, stdin, words):
+        result = hammer(*args, stdin=stdin)
+        assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and words in result.stderr
+
+
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     """The failure's stderr: no traceback, one ``hammer serve: ...`` line (last, after uvicorn's INFO lines
     where the failure comes from the app's startup)."""

@@ -42,6 +42,13 @@ class TestLoadConfig:
         with pytest.raises(ConfigError):
             load_config(path)
 
+    def test_bad_yaml_is_one_line_with_its_position(self, tmp_path):
+        path = tmp_path / "c.yaml"
+        path.write_text("base_model: b\nkey: [unclosed\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert "\n" not in str(info.value) and "line 3, column 1" in str(info.value)
+
     def test_cli_reports_a_bad_config_with_exit_2(self, tmp_path, capsys):
         path = tmp_path / "c.yaml"
         path.write_text("base_model: b\ntrain_file: t\noutput_dir: o\nbatch: 3\n")
