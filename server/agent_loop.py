@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
+from server.grammar.simplify import canon
+
 
 def call_key(name: str, arguments: Mapping[str, Any]) -> str:
     """A call's identity: its name and its arguments compared as JSON values (key order ignored).
@@ -19,18 +21,7 @@ def call_key(name: str, arguments: Mapping[str, Any]) -> str:
     >>> call_key("f", {"b": 1, "a": [1.0]}) == call_key("f", {"a": [1], "b": 1})
     True
     """
-    return json.dumps([name, _normalized(arguments)], sort_keys=True, ensure_ascii=False)
-
-
-def _normalized(value: Any) -> Any:
-    # JSON has one number type: 1 and 1.0 are the same value.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _normalized(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalized(v) for v in value]
-    return value
+    return canon([name, dict(arguments)])  # JSON has one number type: 1 and 1.0 are the same value
 
 
 def current_turn(messages: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:

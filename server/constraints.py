@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import jsonschema
 
 from server.errors import InvalidRequest
-from server.grammar import SchemaLimits, SchemaRejected, prepare_schema, resolve_refs
+from server.grammar import SchemaLimits, SchemaRejected, prepare_resolved, resolve_refs
 from server.grammar.shape import check_shape
 from server.protocol import FunctionDefinition, NamedToolChoice, Tool, ToolChoice
 
@@ -123,15 +123,15 @@ def _memoized_prepare(schema_json: str, limits: SchemaLimits) -> PreparedTool | 
 
 
 def _prepare(schema_json: str, limits: SchemaLimits) -> PreparedTool | SchemaRejected:
-    schema = json.loads(schema_json)
     try:
-        decoding = prepare_schema(schema, limits)
+        resolved = resolve_refs(json.loads(schema_json), limits)
+        decoding = prepare_resolved(resolved, limits)
     except SchemaRejected as exc:
         return exc
     problem = _check_schema(schema_json)
     if problem is not None:
         return SchemaRejected(f"invalid JSON Schema: {problem}", "")
-    return PreparedTool(resolved=resolve_refs(schema), decoding=decoding)
+    return PreparedTool(resolved=resolved, decoding=decoding)
 
 
 def prepared_schema(schema: Mapping[str, Any], limits: SchemaLimits) -> PreparedTool:

@@ -120,6 +120,8 @@ class ChatService:
         self.settings = settings
         self.metrics = metrics
         self.gate = AdmissionGate(backend.max_concurrency, settings.max_queue, metrics)
+        # The template is fixed once the model is loaded: whether it can render tool calls, too.
+        self.template_handles_tools = handles_tool_calls(backend.chat_template_source())
 
     # -- validate and convert ------------------------------------------------------------------
 
@@ -140,8 +142,7 @@ class ChatService:
         reject_undecodable_text(request)
         legacy = request.functions is not None
         request = legacy_as_tools(request)
-        converted = convert(request, self.settings, self.backend.chat_prompt,
-                            handles_tool_calls(self.backend.chat_template_source()))
+        converted = convert(request, self.settings, self.backend.chat_prompt, self.template_handles_tools)
         plan, prompt, plain = converted.plan, converted.prompt, converted.plain_texts
         self._refuse_unfittable(prompt)
         prompt_tokens = self.backend.count_tokens(prompt, plain)
@@ -270,7 +271,8 @@ class ChatService:
         self.metrics.tool_calls.inc(len(returned))
         if returned:
             outcome = "truncated" if truncated else "invalid" if invalid else "calls"
-            end: EndEvent | None = EndEvent("length" if truncated else "tool_calls", usage, invalid=tuple(invalid))
+            calls_finish = "function_call" if prepared.legacy_functions else "tool_calls"
+            end: EndEvent | None = EndEvent("length" if truncated else calls_finish, usage, invalid=tuple(invalid))
         elif prepared.after_tool_results and not truncated:
             outcome, end = "answer", None  # no new call after tool results: the model may answer the user
         elif invalid:
@@ -303,9 +305,7 @@ class ChatService:
             yield event
 
     def _answer_prompt(self, messages: list[dict[str, Any]]) -> tuple[str, tuple[str, ...], int]:
-        chat = answer_messages(messages, handles_tool_calls(self.backend.chat_template_source()))
-        prompt = chat_prompt(self.backend.chat_prompt, chat)
-        plain = client_texts(chat)
+        prompt, plain = plain_chat_prompt(self.backend.chat_prompt, messages, self.template_handles_tools)
         return prompt, plain, self.backend.count_tokens(prompt, plain)
 
     @staticmethod
@@ -324,8 +324,7 @@ class ChatService:
         if problem:
             return None, "", InvalidToolCall(name=call.name, arguments=arguments,
                                              error=f"arguments do not match the schema of {call.name!r}: {problem}")
-        call_id = new_call_id()
-        return ToolCall(id=call_id, function=FunctionCall(name=call.name, arguments=arguments)), \
+        return ToolCall(id=new_call_id(), function=FunctionCall(name=call.name, arguments=arguments)), \
             call_key(call.name, call.arguments), None
 
     @staticmethod
@@ -355,13 +354,11 @@ class ChatService:
         assert end is not None, "every event stream ends with an EndEvent"
         if end.content:
             content.append(end.content)
-        finish = end.finish_reason
         message = ResponseMessage(content="".join(content) if content else None, tool_calls=calls or None,
                                   invalid_tool_calls=list(end.invalid) or None)
         if prepared.legacy_functions and calls:
             message.tool_calls, message.function_call = None, calls[0].function
-            finish = "function_call" if finish == "tool_calls" else finish
-        choice = Choice(message=message, finish_reason=finish,
+        choice = Choice(message=message, finish_reason=end.finish_reason,
                         logprobs=choice_logprobs(logprobs) if prepared.logprobs else None)
         return ChatCompletionResponse(id=prepared.id, created=prepared.created, model=prepared.model,
                                       choices=[choice], usage=end.usage)
@@ -434,9 +431,8 @@ def convert(request: ChatCompletionRequest, settings: Settings,
     plan = plan_tools(request.tools, request.tool_choice, request.parallel_tool_calls, settings.max_tools, limits)
     messages = [_message_dict(m, i) for i, m in enumerate(request.messages)]
     if plan.mode == ToolMode.NONE:
-        chat = answer_messages(messages, template_handles_tools)
-        prompt = chat_prompt(chat_template, chat)
-        return Converted(plan, messages, prompt, client_texts(chat), _response_format(request, limits))
+        prompt, plain = plain_chat_prompt(chat_template, messages, template_handles_tools)
+        return Converted(plan, messages, prompt, plain, _response_format(request, limits))
     if request.response_format and request.response_format.type != "text":
         raise InvalidRequest("response_format cannot be combined with tools; the tool schemas "
                              "already constrain the output.", param="response_format")
@@ -456,11 +452,14 @@ def add_usage(earlier: Usage | None, prompt_tokens: int, completion_tokens: int)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-def client_texts(messages: list[dict[str, Any]]) -> tuple[str, ...]:
-    """The message contents, which a chat template writes into the prompt: backends tokenize them as
-    plain text, so a message cannot forge the template's control tokens. (A template that changes
-    a text leaves it unfound, and the backend then treats it like the template's own text.)"""
-    return tuple(m["content"] for m in messages if m.get("content"))
+def plain_chat_prompt(chat_template: Callable[[list[dict[str, Any]]], str], messages: list[dict[str, Any]],
+                      template_handles_tools: bool) -> tuple[str, tuple[str, ...]]:
+    """The model's own chat prompt for ``messages`` (earlier calls and results as text where the
+    template cannot render them), and its client texts: the message contents, which backends
+    tokenize as plain text so a message cannot forge the template's control tokens. (A template
+    that changes a text leaves it unfound, and the backend then treats it as the template's own.)"""
+    chat = answer_messages(messages, template_handles_tools)
+    return chat_prompt(chat_template, chat), tuple(m["content"] for m in chat if m.get("content"))
 
 
 def chat_prompt(chat_template: Callable[[list[dict[str, Any]]], str], messages: list[dict[str, Any]]) -> str:

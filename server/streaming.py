@@ -66,10 +66,7 @@ async def stream_chunks(service: ChatService, prepared: Prepared, ticket: Ticket
             elif isinstance(event, EndEvent):
                 if event.content or event.invalid:
                     yield out.chunk(Delta(content=event.content, invalid_tool_calls=list(event.invalid) or None))
-                finish = event.finish_reason
-                if prepared.legacy_functions and finish == "tool_calls":
-                    finish = "function_call"
-                yield out.chunk(Delta(), finish_reason=finish)
+                yield out.chunk(Delta(), finish_reason=event.finish_reason)
                 if prepared.include_usage:
                     yield out.chunk(None, usage=event.usage)
     except APIError as exc:

@@ -10,7 +10,7 @@ from server.grammar.gbnf import schema_gbnf, sequence_gbnf
 from server.grammar.limits import SchemaLimits, SchemaRejected
 from server.grammar.refs import resolve_refs
 from server.grammar.regex import check_pattern
-from server.grammar.schema import prepare_schema
+from server.grammar.schema import prepare_resolved, prepare_schema
 
-__all__ = ["SchemaLimits", "SchemaRejected", "check_pattern", "prepare_schema", "resolve_refs", "schema_gbnf",
-           "sequence_gbnf"]
+__all__ = ["SchemaLimits", "SchemaRejected", "check_pattern", "prepare_resolved", "prepare_schema", "resolve_refs",
+           "schema_gbnf", "sequence_gbnf"]

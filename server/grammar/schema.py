@@ -70,7 +70,7 @@ from server.grammar.refs import resolve_refs
 from server.grammar.regex import check_pattern
 from server.grammar.simplify import finish
 
-__all__ = ["SchemaLimits", "SchemaRejected", "prepare_schema", "resolve_refs"]
+__all__ = ["SchemaLimits", "SchemaRejected", "prepare_resolved", "prepare_schema", "resolve_refs"]
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 _NUMBERS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
@@ -88,7 +88,16 @@ def prepare_schema(schema: Any, limits: SchemaLimits = SchemaLimits()) -> dict[s
     >>> prepare_schema(True)
     {}
     """
-    resolved = resolve_refs(schema, limits)
+    return prepare_resolved(resolve_refs(schema, limits), limits)
+
+
+def prepare_resolved(resolved: Any, limits: SchemaLimits = SchemaLimits()) -> dict[str, Any]:
+    """``prepare_schema`` of a schema whose ``$ref``s ``resolve_refs`` has already inlined (a caller
+    that needs the resolved schema too resolves once).
+
+    >>> prepare_resolved({"type": "object", "properties": {"a": {"type": "integer", "title": "A"}}})
+    {'type': 'object', 'properties': {'a': {'type': 'integer'}}}
+    """
     prepared = _Normalizer(limits).walk(resolved, "", 0)
     if prepared is False:
         raise SchemaRejected("no value can match the schema", "")
