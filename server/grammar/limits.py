@@ -44,8 +44,9 @@ class SchemaLimits:
       (unbounded ones counted as ``max_repetition``) must stay below this.
     - ``max_variable_repeats`` (8): quantifiers with a variable count (``*``, ``+``, ``?``,
       ``{m,n}``) in one ``pattern``. Each lets llama.cpp's grammar engine follow one more way
-      of splitting the string; measured on the embedded model, 20 adjacent ``[a-z]*`` took
-      3.5 s for 7 tokens, 24 took 15 s and 30 over 60 s, with the generation slot held.
+      of splitting the string. ``benchmarks/grammar_ambiguity.py`` on the embedded model, 7
+      tokens: 0.1 s with 8 adjacent ``[a-z]*``, 0.7 s with 16, 2.4 s with 20, 7.7 s with 24
+      (and a loaded machine took over 60 s with 30), with the generation slot held.
     - ``max_enum`` (1024): values of one ``enum``.
     - ``max_properties`` (256): properties of one object.
     - ``max_schema_nodes`` (20000): subschemas after ``$ref`` inlining (inlining can grow a
