@@ -362,7 +362,7 @@ def started(name: str, args: argparse.Namespace, gguf: str, log_dir: Path) -> It
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     if name == "hammer":
-        cmd = [sys.executable, "-m", "server.cli", "serve", "--backend", "llama", "--port", str(port),
+        cmd = [sys.executable, "-m", "hammer.cli", "serve", "--backend", "llama", "--port", str(port),
                "--n-ctx", str(args.n_ctx), "--n-threads", str(args.threads), *(["--model", gguf] if args.model else [])]
     else:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--chat_format", "chatml-function-calling",
@@ -395,7 +395,7 @@ def main() -> int:
         parser.error(f"unknown server(s) {sorted(unknown)}; choose from {', '.join(SERVERS)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers when killed, too
 
-    from server.settings import embedded_model_path
+    from hammer.server.settings import embedded_model_path
 
     gguf = args.model or str(embedded_model_path())
     tasks = TASKS[: args.limit] if args.limit else TASKS

@@ -32,7 +32,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.settings import EMBEDDED_NAME
+from hammer.server.settings import EMBEDDED_NAME
+
 from tests.conftest import VLLM_CPU_ARGS, running_server, vllm_python
 from tests.server.tools_fixtures import TOOLS
 
@@ -105,7 +106,7 @@ async def ttft(url: str, model: str, tools: list[dict[str, Any]], repeats: int) 
 
 
 def hf_from_embedded(workdir: Path) -> Path:
-    from training.model import load_base
+    from hammer.training.model import load_base
 
     model, tokenizer = load_base("embedded")
     model.save_pretrained(workdir)

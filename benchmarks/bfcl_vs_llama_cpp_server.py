@@ -41,13 +41,13 @@ def main() -> int:
     # Stop both servers when the benchmark is killed, not only on Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    from server.settings import embedded_model_path
+    from hammer.server.settings import embedded_model_path
 
     gguf = str(embedded_model_path())
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     hammer_port, peer_port = free_port(), free_port()
-    hammer_cmd = [sys.executable, "-m", "server.cli", "serve", "--backend", "llama", "--port", str(hammer_port),
+    hammer_cmd = [sys.executable, "-m", "hammer.cli", "serve", "--backend", "llama", "--port", str(hammer_port),
                   "--n-ctx", str(args.n_ctx), "--n-threads", str(args.threads)]
     peer_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--chat_format", "chatml-function-calling",
                 "--host", "127.0.0.1", "--port", str(peer_port), "--n_ctx", str(args.n_ctx),
@@ -56,7 +56,7 @@ def main() -> int:
     # /v1/models: llama_cpp.server has no /health.
     with running(hammer_cmd, f"{hammer_url}/v1/models", output / "hammer.log"), \
             running(peer_cmd, f"{peer_url}/v1/models", output / "llama_cpp_server.log"):
-        eval_cmd = [sys.executable, "-m", "server.cli", "eval", "--base-url", hammer_url, "--label", "hammer serve",
+        eval_cmd = [sys.executable, "-m", "hammer.cli", "eval", "--base-url", hammer_url, "--label", "hammer serve",
                     "--compare", peer_url, "--compare-label", "llama_cpp.server", "--compare-model", gguf,
                     "--categories", args.categories, "--limit", str(args.limit), "--timeout", str(args.timeout),
                     "--output", str(output), *(["--mask-names"] if args.mask_names else [])]

@@ -15,11 +15,10 @@ import dataclasses
 import time
 
 import llama_cpp
-
-from server.backends.base import OutputConstraint
-from server.backends.llamacpp import constraint_grammar
-from server.grammar import SchemaLimits, SchemaRejected, check_pattern
-from server.settings import embedded_model_path
+from hammer.server.backends.base import OutputConstraint
+from hammer.server.backends.llamacpp import constraint_grammar
+from hammer.server.grammar import SchemaLimits, SchemaRejected, check_pattern
+from hammer.server.settings import embedded_model_path
 
 PROMPT = b"<|im_start|>user\nWrite a word<|im_end|>\n<|im_start|>assistant\n"
 

@@ -47,11 +47,10 @@ def main() -> int:
 
     import httpx
     import llama_cpp
-
-    from server.backends.llamacpp import constraint_grammar
-    from server.protocol import ChatCompletionRequest
-    from server.serving import convert
-    from server.settings import EMBEDDED_NAME, Settings, embedded_model_path
+    from hammer.server.backends.llamacpp import constraint_grammar
+    from hammer.server.protocol import ChatCompletionRequest
+    from hammer.server.serving import convert
+    from hammer.server.settings import EMBEDDED_NAME, Settings, embedded_model_path
 
     settings = Settings(n_threads=args.threads)
     body = {"model": EMBEDDED_NAME, "messages": MESSAGES, "tools": TOOLS, "temperature": 0,
@@ -79,7 +78,7 @@ def main() -> int:
         return time.perf_counter() - start, count
 
     port = free_port()
-    cmd = [sys.executable, "-m", "server.cli", "serve", "--backend", "llama", "--port", str(port),
+    cmd = [sys.executable, "-m", "hammer.cli", "serve", "--backend", "llama", "--port", str(port),
            "--n-threads", str(args.threads), "--log-level", "warning"]
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "server_overhead.log"
     url = f"http://127.0.0.1:{port}"

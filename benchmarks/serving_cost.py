@@ -59,9 +59,9 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 
 HAMMER_APP = f"""
 import sys, uvicorn
-from server.app import create_app
-from server.backends.fake import FakeBackend
-from server.settings import Settings
+from hammer.server.app import create_app
+from hammer.server.backends.fake import FakeBackend
+from hammer.server.settings import Settings
 settings = Settings(served_model_name="fake")
 app = create_app(settings, FakeBackend(settings, replies=[{CALL!r}]))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)

@@ -3,7 +3,7 @@
     python benchmarks/training_bench.py                 # both
     python benchmarks/training_bench.py --skip-train    # data pipeline only
 
-Data: 60k synthetic xLAM-shaped examples (JSON Lines on disk) through `training.build.build`
+Data: 60k synthetic xLAM-shaped examples (JSON Lines on disk) through `hammer.training.build.build`
 (load, +10% irrelevance, 33% masking, render, write). Training: a few LoRA steps on the
 embedded SmolLM2-135M with the bundled sample data; tokens/s counts prompt + completion tokens.
 """
@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.build import build
-from training.synthetic import synthetic_examples
+from hammer.training.build import build
+from hammer.training.synthetic import synthetic_examples
 
 SAMPLE = Path(__file__).resolve().parents[1] / "training" / "data" / "xlam_sample.json"
 
@@ -35,8 +35,8 @@ def bench_data(n: int, workdir: Path) -> None:
 
 
 def bench_train(steps: int, max_length: int, workdir: Path) -> None:
-    from training.config import TrainConfig
-    from training.train import build_trainer
+    from hammer.training.config import TrainConfig
+    from hammer.training.train import build_trainer
 
     build(SAMPLE, workdir / "sample.jsonl", seed=0)
     config = TrainConfig(base_model="embedded", train_file=str(workdir / "sample.jsonl"),

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from evaluation.entries import Entry
+from hammer.evaluation.entries import Entry
 
 # Single-turn Python categories and how BFCL scores them.
 CATEGORY_SCORING: dict[str, str] = {

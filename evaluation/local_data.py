@@ -20,11 +20,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evaluation.entries import Entry
+from hammer.evaluation.entries import Entry
 
 
 def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    from training.schema import openai_function
+    from hammer.training.schema import openai_function
 
     if tool.get("type") == "function" and "function" in tool:
         return tool

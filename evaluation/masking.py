@@ -1,7 +1,7 @@
 """Function masking at test time: does the model still call correctly when names mean nothing?
 
 Every function name becomes 5–15 random characters and every (top-level) parameter name 4–10,
-from the alphabet of the paper's training-time masking (``training.masking``); descriptions are
+from the alphabet of the paper's training-time masking (``hammer.training.masking``); descriptions are
 kept, and the possible answers are renamed to match. Each entry draws from its own generator
 seeded with ``seed`` and the entry id, so a masked entry is the same whatever ``--limit`` or
 order it runs with.
@@ -13,9 +13,9 @@ import dataclasses
 import random
 from typing import Any
 
-from evaluation.bfcl_tools import openai_name
-from evaluation.entries import Entry
-from training.masking import FUNCTION_NAME_LENGTH, PARAMETER_NAME_LENGTH, random_name
+from hammer.evaluation.bfcl_tools import openai_name
+from hammer.evaluation.entries import Entry
+from hammer.training.masking import FUNCTION_NAME_LENGTH, PARAMETER_NAME_LENGTH, random_name
 
 
 def _new_name(rng: random.Random, length: tuple[int, int], taken: set[str]) -> str:

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.client import Endpoint, EndpointError, check_url
-from evaluation.entries import Entry
-from evaluation.runner import RunOptions
+from hammer.evaluation.client import Endpoint, EndpointError, check_url
+from hammer.evaluation.entries import Entry
+from hammer.evaluation.runner import RunOptions
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class EvalConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvalConfig:
-        from evaluation.bfcl_data import DEFAULT_CATEGORIES
+        from hammer.evaluation.bfcl_data import DEFAULT_CATEGORIES
 
         datasets = {}
         for item in args.dataset:
@@ -64,8 +64,8 @@ class EvalConfig:
 
 
 def load_entries(config: EvalConfig) -> list[Entry]:
-    from evaluation.bfcl_data import load_categories
-    from evaluation.local_data import load_local
+    from hammer.evaluation.bfcl_data import load_categories
+    from hammer.evaluation.local_data import load_local
 
     entries = load_categories(config.categories, config.limit)
     for name, path in config.datasets.items():
@@ -78,8 +78,7 @@ def resolve_model(endpoint: Endpoint, timeout_s: float, flags: tuple[str, str] =
     """Check that the endpoint answers (``GET /v1/models``), and fill in the model name from it when none
     was given; ``EndpointError`` names the URL and the flag to check (``flags``: its URL and key flags)."""
     import openai
-
-    from evaluation.client import _message, api_base, connection_problem, make_client
+    from hammer.evaluation.client import _message, api_base, connection_problem, make_client
 
     url_flag, key_flag = flags
     url = api_base(endpoint.base_url)
@@ -106,9 +105,9 @@ def resolve_model(endpoint: Endpoint, timeout_s: float, flags: tuple[str, str] =
 
 def evaluate(config: EvalConfig) -> Path:
     """Run everything; returns the report's path (``results.json`` lies beside it)."""
-    from evaluation.report import write_report
-    from evaluation.runner import run_entries
-    from evaluation.summary import summarize
+    from hammer.evaluation.report import write_report
+    from hammer.evaluation.runner import run_entries
+    from hammer.evaluation.summary import summarize
 
     entries = load_entries(config)
     # Every endpoint answers, before the first one's run (a dead --compare found after an hour helps no one).

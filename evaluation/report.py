@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evaluation.svg import bar_chart, cdf_chart
+from hammer.evaluation.svg import bar_chart, cdf_chart
 
 
 def _pct(value: float | None) -> str:

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from evaluation.bfcl_tools import to_openai_tools
-from evaluation.client import Endpoint, complete, make_client
-from evaluation.entries import Entry
-from evaluation.masking import mask_entry
-from evaluation.progress import Progress
-from evaluation.scoring import score
+from hammer.evaluation.bfcl_tools import to_openai_tools
+from hammer.evaluation.client import Endpoint, complete, make_client
+from hammer.evaluation.entries import Entry
+from hammer.evaluation.masking import mask_entry
+from hammer.evaluation.progress import Progress
+from hammer.evaluation.scoring import score
 
 
 @dataclass(frozen=True)

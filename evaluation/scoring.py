@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from evaluation.ast_checker import ast_checker
-from evaluation.client import Reply
-from evaluation.entries import Entry
+from hammer.evaluation.ast_checker import ast_checker
+from hammer.evaluation.client import Reply
+from hammer.evaluation.entries import Entry
 
 
 @dataclass
@@ -90,8 +90,8 @@ def score(entry: Entry, tools: list[dict[str, Any]], names: dict[str, str], repl
         return Verdict(passed, error_type, [], calls, has_call, **counts)
 
     if entry.scoring == "f1":
-        # F1 data sets are scored in aggregate (evaluation.f1); exact match is the per-entry verdict.
-        from evaluation.f1 import exact_match
+        # F1 data sets are scored in aggregate (hammer.evaluation.f1); exact match is the per-entry verdict.
+        from hammer.evaluation.f1 import exact_match
 
         passed = exact_match(calls or [], entry.answers)
         return Verdict(passed, "" if passed else "f1:mismatch", [], calls, has_call, **counts)

@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from evaluation.f1 import f1_scores
+from hammer.evaluation.f1 import f1_scores
 
 
 def percentile(values: list[float], q: float) -> float | None:

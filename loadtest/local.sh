@@ -20,7 +20,7 @@ mkdir -p "$out"
 args=(serve --host 127.0.0.1 --port "$port")
 [[ -n ${OPENAI_API_KEY:-} ]] && args+=(--api-key "$OPENAI_API_KEY")
 # Run this checkout's server (same as tests/conftest.py), logging to OUT_DIR/server.log.
-(cd "$here/.." && exec "$python" -m server.cli "${args[@]}" "$@") >"$out/server.log" 2>&1 &
+(cd "$here/.." && exec "$python" -m hammer.cli "${args[@]}" "$@") >"$out/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
 

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 from typing import AsyncIterator
 
-from server.errors import Overloaded
-from server.metrics import Metrics
+from hammer.server.errors import Overloaded
+from hammer.server.metrics import Metrics
 
 
 class Ticket:

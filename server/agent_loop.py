@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from server.grammar.simplify import canon
+from hammer.server.grammar.simplify import canon
 
 
 def call_key(name: str, arguments: Mapping[str, Any]) -> str:

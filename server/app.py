@@ -11,20 +11,19 @@ from typing import Any, AsyncIterator, Awaitable, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from hammer.server.backends import load_backend
+from hammer.server.backends.base import Backend
+from hammer.server.errors import APIError, BackendUnavailable, NotFound, error_body, validation_error
+from hammer.server.metrics import Metrics
+from hammer.server.middleware import AuthAndMetricsMiddleware
+from hammer.server.openapi import errors_documented, openapi_schema, sse_event_schema
+from hammer.server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
+from hammer.server.responses.routes import add_responses_routes
+from hammer.server.serving import ChatService
+from hammer.server.settings import Settings
+from hammer.server.streaming import stream_chunks
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from server.backends import load_backend
-from server.backends.base import Backend
-from server.errors import APIError, BackendUnavailable, NotFound, error_body, validation_error
-from server.metrics import Metrics
-from server.middleware import AuthAndMetricsMiddleware
-from server.openapi import errors_documented, openapi_schema, sse_event_schema
-from server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
-from server.responses.routes import add_responses_routes
-from server.serving import ChatService
-from server.settings import Settings
-from server.streaming import stream_chunks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

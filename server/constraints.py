@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import jsonschema
-
-from server.errors import InvalidRequest
-from server.grammar import SchemaLimits, SchemaRejected, prepare_resolved, resolve_refs
-from server.grammar.shape import check_shape
-from server.protocol import FunctionDefinition, NamedToolChoice, Tool, ToolChoice
+from hammer.server.errors import InvalidRequest
+from hammer.server.grammar import SchemaLimits, SchemaRejected, prepare_resolved, resolve_refs
+from hammer.server.grammar.shape import check_shape
+from hammer.server.protocol import FunctionDefinition, NamedToolChoice, Tool, ToolChoice
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -37,7 +36,7 @@ class PreparedTool:
 
     #: ``$ref``s inlined: what the model reads in its prompt (one self-contained schema).
     resolved: dict[str, Any]
-    #: Checked and bounded for constrained decoding (see ``server.grammar``).
+    #: Checked and bounded for constrained decoding (see ``hammer.server.grammar``).
     decoding: dict[str, Any]
 
 
@@ -164,7 +163,7 @@ def calls_schema(plan: ToolPlan, max_calls: int, max_string_length: int) -> dict
     Each tool's arguments use its prepared schema: references resolved against that tool's own
     root (nested under ``items`` they would point elsewhere), bounds capped.
 
-    >>> from server.protocol import FunctionDefinition as F
+    >>> from hammer.server.protocol import FunctionDefinition as F
     >>> s = calls_schema(plan_tools([Tool(type="function", function=F(name="f"))], "required", False, 8,
     ...                             SchemaLimits()), 8, 64)
     >>> s["minItems"], s["maxItems"], s["items"]["properties"]["name"]

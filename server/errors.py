@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from server.protocol import ErrorBody, ErrorResponse
+from hammer.server.protocol import ErrorBody, ErrorResponse
 
 
 class APIError(Exception):

@@ -14,10 +14,9 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable, MutableMapping, Sequence
 
+from hammer.server.errors import APIError, AuthenticationFailed, InvalidRequest
+from hammer.server.metrics import Metrics
 from starlette.routing import BaseRoute, Match
-
-from server.errors import APIError, AuthenticationFailed, InvalidRequest
-from server.metrics import Metrics
 
 log = logging.getLogger("hammer.access")
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-
-from server.protocol import ChatCompletionChunk, ErrorResponse
+from hammer.server.protocol import ChatCompletionChunk, ErrorResponse
 
 _ERRORS = {
     400: "Invalid request (body, limits, tools, context length)",

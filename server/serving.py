@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Sequence, Union
 
-from server.admission import AdmissionGate, Ticket
-from server.agent_loop import answer_messages, answered_calls, call_key, has_tool_results
-from server.backends.base import (
+from hammer.server.admission import AdmissionGate, Ticket
+from hammer.server.agent_loop import answer_messages, answered_calls, call_key, has_tool_results
+from hammer.server.backends.base import (
     Backend,
     ConstraintRejected,
     GenerationRequest,
@@ -25,13 +25,19 @@ from server.backends.base import (
     SamplingParams,
     TokenLogprob,
 )
-from server.chat_template import handles_tool_calls
-from server.constraints import ToolMode, ToolPlan, argument_errors, calls_schema, plan_tools, response_format_schema
-from server.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
-from server.grammar import SchemaLimits
-from server.hammer_format import FENCE, HammerParseError, parse_calls, render_prompt_parts
-from server.metrics import Metrics
-from server.protocol import (
+from hammer.server.chat_template import handles_tool_calls
+from hammer.server.constraints import (
+    ToolMode,
+    ToolPlan,
+    argument_errors,
+    calls_schema,
+    plan_tools,
+    response_format_schema,
+)
+from hammer.server.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
+from hammer.server.grammar import SchemaLimits
+from hammer.server.metrics import Metrics
+from hammer.server.protocol import (
     AssistantMessage,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -50,8 +56,10 @@ from server.protocol import (
     TopLogprob,
     Usage,
 )
-from server.settings import Settings
-from server.tool_stream import CallScanner
+from hammer.server.settings import Settings
+from hammer.server.tool_stream import CallScanner
+
+from hammer.prompt_format import FENCE, HammerParseError, parse_calls, render_prompt_parts
 
 
 @dataclass(frozen=True)
@@ -487,7 +495,7 @@ def reject_undecodable_text(request: ChatCompletionRequest) -> None:
     """400 for a lone surrogate (``"\\ud800"`` is valid JSON but no text): it cannot be encoded for
     the tokenizer. Walks the request iteratively, naming the first field that holds one.
 
-    >>> from server.protocol import ChatCompletionRequest as R
+    >>> from hammer.server.protocol import ChatCompletionRequest as R
     >>> reject_undecodable_text(R(model="m", messages=[{"role": "user", "content": "a\\ud800"}]))
     Traceback (most recent call last):
     server.errors.InvalidRequest: messages[0].content holds a lone UTF-16 surrogate, which is not text.

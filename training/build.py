@@ -10,11 +10,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from server.hammer_format import PromptFormat
-from training.irrelevance import add_irrelevance
-from training.masking import mask_functions
-from training.render import to_prompt_completion
-from training.xlam import Example, RowError, read_xlam
+from hammer.training.irrelevance import add_irrelevance
+from hammer.training.masking import mask_functions
+from hammer.training.render import to_prompt_completion
+from hammer.training.xlam import Example, RowError, read_xlam
+
+from hammer.prompt_format import PromptFormat
 
 DEFAULT_MASKING_RATIO = 0.33
 DEFAULT_IRRELEVANCE_RATIO = 0.10

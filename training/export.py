@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from training.quantize import quantize
+from hammer.training.quantize import quantize
 
 BASE_RECORD = "hammer_base.json"  # written by `hammer train` so `hammer export` can find the base
 
@@ -70,9 +70,8 @@ def check_adapter(adapter: str | Path, output: str | Path = "MODEL.gguf", base: 
 
 def merge(adapter: str | Path, base: str, merged_dir: str | Path) -> Path:
     """Fold the LoRA weights into the base and save a plain HF model (float32) with its tokenizer."""
+    from hammer.training.model import load_base
     from peft import PeftModel
-
-    from training.model import load_base
 
     model, tokenizer = load_base(base)
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -86,7 +85,7 @@ def export(adapter: str | Path, output: str | Path, base: str | None = None, mer
            quantization: str = "Q4_K_M") -> Path:
     """Merge, convert and quantize; keeps the merged HF directory (default: OUTPUT without
     ``.gguf`` plus ``-hf``) and returns the quantized file's path."""
-    from training.gguf_convert import convert
+    from hammer.training.gguf_convert import convert
 
     check_adapter(adapter, output, base)
     base = base or recorded_base(adapter)

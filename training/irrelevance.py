@@ -9,7 +9,7 @@ import copy
 import random
 from collections.abc import Sequence
 
-from training.xlam import Example
+from hammer.training.xlam import Example
 
 
 def answer_names(example: Example) -> set[str]:

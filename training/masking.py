@@ -19,7 +19,7 @@ import string
 from collections.abc import Collection
 from typing import Any
 
-from training.xlam import Example
+from hammer.training.xlam import Example
 
 ALPHABET = string.ascii_uppercase + string.ascii_lowercase + "_." + string.digits
 FUNCTION_NAME_LENGTH = (5, 15)

@@ -11,7 +11,7 @@ EMBEDDED = "embedded"
 def resolve_base(base: str) -> str:
     """``base`` with ``embedded`` replaced by the bundled SmolLM2-135M GGUF's path."""
     if base == EMBEDDED:
-        from server.settings import embedded_model_path
+        from hammer.server.settings import embedded_model_path
 
         return str(embedded_model_path())
     return base

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.hammer_format import Call, PromptFormat, render_calls, render_prompt
-from training.schema import openai_function
-from training.xlam import Example
+from hammer.training.schema import openai_function
+from hammer.training.xlam import Example
+
+from hammer.prompt_format import Call, PromptFormat, render_calls, render_prompt
 
 
 def to_prompt_completion(example: Example, prompt_format: PromptFormat = "hammer-2.1") -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 import random
 from typing import Any
 
-from training.xlam import Example
+from hammer.training.xlam import Example
 
 _WORDS = ("weather", "city", "price", "stock", "news", "search", "user", "order", "flight", "hotel", "movie",
           "recipe", "email", "event", "convert", "amount", "date", "time", "number", "list", "query", "limit",

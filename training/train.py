@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from training.config import TrainConfig
-from training.export import BASE_RECORD, write_base_record
-from training.model import load_base
+from hammer.training.config import TrainConfig
+from hammer.training.export import BASE_RECORD, write_base_record
+from hammer.training.model import load_base
 
 log = logging.getLogger(__name__)
 

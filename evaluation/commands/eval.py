@@ -9,7 +9,7 @@ HELP = "Measure function-calling quality of an OpenAI-compatible endpoint with B
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from evaluation.bfcl_data import CATEGORY_SCORING, DEFAULT_CATEGORIES
+    from hammer.evaluation.bfcl_data import CATEGORY_SCORING, DEFAULT_CATEGORIES
 
     parser.add_argument("--base-url", required=True, help="endpoint, e.g. http://127.0.0.1:8000 (with or without /v1)")
     parser.add_argument("--api-key", default="EMPTY", help="bearer token for --base-url")
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print("hammer eval: the openai package is not installed (pip install 'hammer-server[eval]')", file=sys.stderr)
         return 2
 
-    from evaluation.client import EndpointError
-    from evaluation.pipeline import EvalConfig, evaluate
+    from hammer.evaluation.client import EndpointError
+    from hammer.evaluation.pipeline import EvalConfig, evaluate
 
     try:
         config = EvalConfig.from_args(args)

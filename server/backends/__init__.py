@@ -6,16 +6,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from server.errors import BackendUnavailable
+from hammer.server.errors import BackendUnavailable
 
 if TYPE_CHECKING:
-    from server.backends.base import Backend
-    from server.settings import Settings
+    from hammer.server.backends.base import Backend
+    from hammer.server.settings import Settings
 
 BACKENDS: dict[str, str] = {
-    "llama": "server.backends.llamacpp:LlamaCppBackend",
-    "vllm": "server.backends.vllm:VLLMBackend",
-    "fake": "server.backends.fake:FakeBackend",
+    "llama": "hammer.server.backends.llamacpp:LlamaCppBackend",
+    "vllm": "hammer.server.backends.vllm:VLLMBackend",
+    "fake": "hammer.server.backends.fake:FakeBackend",
 }
 
 

@@ -13,7 +13,7 @@ FinishReason = Literal["stop", "length"]
 class OutputConstraint:
     """Generated text must be ``prefix + <JSON matching schema> + suffix``.
 
-    The schema is already checked and bounded (``server.grammar.prepare_schema``).
+    The schema is already checked and bounded (``hammer.server.grammar.prepare_schema``).
     """
 
     json_schema: dict[str, Any]

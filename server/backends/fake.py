@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Mapping, Sequence
 
-from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, TokenLogprob
-from server.chat_template import render_chat_template
-from server.settings import Settings
+from hammer.server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, TokenLogprob
+from hammer.server.chat_template import render_chat_template
+from hammer.server.settings import Settings
 
 
 class FakeBackend(Backend):

@@ -15,9 +15,7 @@ from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 import llama_cpp
 import numpy as np
-from llama_cpp.llama_grammar import LlamaGrammar
-
-from server.backends.base import (
+from hammer.server.backends.base import (
     Backend,
     Chunk,
     ConstraintRejected,
@@ -26,16 +24,17 @@ from server.backends.base import (
     OutputConstraint,
     TokenLogprob,
 )
-from server.backends.special_text import fragments
-from server.backends.stops import StopMatcher
-from server.chat_template import render_chat_template
-from server.errors import BackendUnavailable
-from server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
-from server.settings import Settings
+from hammer.server.backends.special_text import fragments
+from hammer.server.backends.stops import StopMatcher
+from hammer.server.chat_template import render_chat_template
+from hammer.server.errors import BackendUnavailable
+from hammer.server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
+from hammer.server.settings import Settings
+from llama_cpp.llama_grammar import LlamaGrammar
 
 
 def constraint_grammar(constraint: OutputConstraint, limits: SchemaLimits) -> str:
-    """GBNF for ``prefix + JSON(schema) + suffix`` from our own converter (``server.grammar``), which
+    """GBNF for ``prefix + JSON(schema) + suffix`` from our own converter (``hammer.server.grammar``), which
     escapes every literal and bounds every repetition: llama-cpp-python's Python converter does
     neither, and a quote or NUL in an enum crashed the process. Raises ``ConstraintRejected``.
 

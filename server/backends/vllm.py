@@ -19,17 +19,16 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 import vllm
+from hammer.server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, OutputConstraint, TokenLogprob
+from hammer.server.backends.special_text import fragments
+from hammer.server.chat_template import render_chat_template
+from hammer.server.errors import BackendUnavailable, InvalidRequest
+from hammer.server.settings import Settings
 from vllm import SamplingParams as VLLMSamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.inputs import TokensPrompt
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
-
-from server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, OutputConstraint, TokenLogprob
-from server.backends.special_text import fragments
-from server.chat_template import render_chat_template
-from server.errors import BackendUnavailable, InvalidRequest
-from server.settings import Settings
 
 try:  # request errors (bad schema, ...) are the client's: 400, not 503
     from vllm.exceptions import VLLMClientError as _ClientError

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from server.commands.settings_args import add_settings_arguments, settings_from_args
+from hammer.server.commands.settings_args import add_settings_arguments, settings_from_args
 
 HELP = "Print the exact prompt the server would generate from for a chat-completions request body."
 
@@ -18,11 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hammer.server.errors import APIError, validation_error
+    from hammer.server.protocol import ChatCompletionRequest
+    from hammer.server.serving import convert
     from pydantic import ValidationError
-
-    from server.errors import APIError, validation_error
-    from server.protocol import ChatCompletionRequest
-    from server.serving import convert
 
     settings = settings_from_args(args)
     try:
@@ -51,7 +50,7 @@ def _model_chat_prompt(settings: Any, messages: list[dict[str, Any]]) -> str:
     """Requests without tools use the model's own template: read it from the model."""
     import asyncio
 
-    from server.backends import load_backend
+    from hammer.server.backends import load_backend
 
     backend = load_backend(settings)
     asyncio.run(backend.start())

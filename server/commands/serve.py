@@ -17,7 +17,7 @@ import socket
 import sys
 from typing import Any
 
-from server.commands.settings_args import add_settings_arguments, settings_from_args
+from hammer.server.commands.settings_args import add_settings_arguments, settings_from_args
 
 HELP = "Start the OpenAI-compatible function-calling server (default: the embedded SmolLM2 model)."
 
@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
-
-    from server.app import create_app
+    from hammer.server.app import create_app
 
     settings = _settings(args)
     backend = _preflight(settings)
@@ -86,8 +85,8 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _preflight(settings: Any) -> Any:
     """Check what can be checked before uvicorn starts; the backend, loaded (not started) if it can be."""
-    from server.backends import load_backend
-    from server.errors import BackendUnavailable
+    from hammer.server.backends import load_backend
+    from hammer.server.errors import BackendUnavailable
 
     try:
         settings.api_keys()
@@ -104,7 +103,7 @@ def _preflight(settings: Any) -> Any:
     if settings.backend == "llama":
         _check_gguf(settings)
     elif settings.backend == "vllm":
-        from server.backends.vllm import check_settings
+        from hammer.server.backends.vllm import check_settings
 
         try:
             check_settings(settings)

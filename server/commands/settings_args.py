@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hammer.server.settings import Settings
 from pydantic import ValidationError
-
-from server.settings import Settings
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

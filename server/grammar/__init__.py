@@ -6,11 +6,11 @@ the grammar; ``check_pattern`` validates one ``pattern``; ``resolve_refs`` inlin
 local ``$ref``s before it is nested into a larger schema.
 """
 
-from server.grammar.gbnf import schema_gbnf, sequence_gbnf
-from server.grammar.limits import SchemaLimits, SchemaRejected
-from server.grammar.refs import resolve_refs
-from server.grammar.regex import check_pattern
-from server.grammar.schema import prepare_resolved, prepare_schema
+from hammer.server.grammar.gbnf import schema_gbnf, sequence_gbnf
+from hammer.server.grammar.limits import SchemaLimits, SchemaRejected
+from hammer.server.grammar.refs import resolve_refs
+from hammer.server.grammar.regex import check_pattern
+from hammer.server.grammar.schema import prepare_resolved, prepare_schema
 
 __all__ = ["SchemaLimits", "SchemaRejected", "check_pattern", "prepare_resolved", "prepare_schema", "resolve_refs",
            "schema_gbnf", "sequence_gbnf"]

@@ -1,7 +1,7 @@
 """Prepared JSON Schema → GBNF for llama.cpp: one JSON value, optionally between fixed texts.
 
 Every value rule ends with bounded whitespace (``space``, as llama.cpp's own converter does).
-Literals are escaped by ``server.grammar.text`` (pure ASCII, never a NUL); enum and const
+Literals are escaped by ``hammer.server.grammar.text`` (pure ASCII, never a NUL); enum and const
 values are their exact ``json.dumps(..., ensure_ascii=False)`` text; strings never hold raw
 control characters and, without ``maxLength``, at most ``max_string_length`` characters;
 arrays at most ``max_items`` elements; objects with declared properties get exactly those
@@ -16,14 +16,14 @@ import json
 import re
 from typing import Any
 
-from server.grammar.charset import ALL, SURROGATES, CharSet
-from server.grammar.formats import format_gbnf
-from server.grammar.integers import INTEGER, NUMBER, integer_range
-from server.grammar.limits import SchemaLimits, SchemaRejected
-from server.grammar.regex import pattern_gbnf
-from server.grammar.schema import prepare_schema
-from server.grammar.simplify import FAMILIES, declared_types, int_bounds
-from server.grammar.text import char_class, literal
+from hammer.server.grammar.charset import ALL, SURROGATES, CharSet
+from hammer.server.grammar.formats import format_gbnf
+from hammer.server.grammar.integers import INTEGER, NUMBER, integer_range
+from hammer.server.grammar.limits import SchemaLimits, SchemaRejected
+from hammer.server.grammar.regex import pattern_gbnf
+from hammer.server.grammar.schema import prepare_schema
+from hammer.server.grammar.simplify import FAMILIES, declared_types, int_bounds
+from hammer.server.grammar.text import char_class, literal
 
 SPACE = '| " " | "\\n" [ \\t]{0,20}'
 # One character of a JSON string as written: raw (no control, quote, backslash, DEL) or an
@@ -106,7 +106,7 @@ class _Writer:
         if node == {} or node is True:
             return self.any_value()
         for kind in ("anyOf", "oneOf"):
-            if kind in node:  # oneOf as anyOf: see the module docstring of server.grammar.schema
+            if kind in node:  # oneOf as anyOf: see the module docstring of hammer.server.grammar.schema
                 names = [self.value(b, f"{hint}-{i}") for i, b in enumerate(node[kind]) if b is not False]
                 return self.rule(hint, " | ".join(dict.fromkeys(names)))
         if "const" in node or "enum" in node:

@@ -1,6 +1,6 @@
 """Which JSON Schema keywords hold subschemas, and what the grammar does with each keyword.
 
-The table in ``server.grammar.schema``'s docstring is the prose form of these sets.
+The table in ``hammer.server.grammar.schema``'s docstring is the prose form of these sets.
 """
 
 from __future__ import annotations

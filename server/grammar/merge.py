@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.grammar.keywords import FORMATS
-from server.grammar.limits import SchemaLimits, SchemaRejected
-from server.grammar.simplify import canon, declared_types, finish
+from hammer.server.grammar.keywords import FORMATS
+from hammer.server.grammar.limits import SchemaLimits, SchemaRejected
+from hammer.server.grammar.simplify import canon, declared_types, finish
 
 # More alternatives than this from multiplying anyOf branches is refused.
 MAX_BRANCHES = 256

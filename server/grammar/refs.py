@@ -10,9 +10,9 @@ import copy
 from typing import Any
 from urllib.parse import unquote
 
-from server.grammar.keywords import ANNOTATIONS, SUBSCHEMA, SUBSCHEMA_LIST, SUBSCHEMA_MAP
-from server.grammar.limits import SchemaLimits, SchemaRejected, child
-from server.grammar.shape import check_shape
+from hammer.server.grammar.keywords import ANNOTATIONS, SUBSCHEMA, SUBSCHEMA_LIST, SUBSCHEMA_MAP
+from hammer.server.grammar.limits import SchemaLimits, SchemaRejected, child
+from hammer.server.grammar.shape import check_shape
 
 
 def resolve_refs(schema: Any, limits: SchemaLimits = SchemaLimits()) -> Any:
@@ -26,7 +26,7 @@ def resolve_refs(schema: Any, limits: SchemaLimits = SchemaLimits()) -> Any:
     >>> resolve_refs({"$defs": {"n": {"items": {"$ref": "#/$defs/n"}}}, "$ref": "#/$defs/n"})
     Traceback (most recent call last):
     ...
-    server.grammar.limits.SchemaRejected: /$defs/n/items/$ref: recursive $ref '#/$defs/n' is not supported
+    hammer.server.grammar.limits.SchemaRejected: /$defs/n/items/$ref: recursive $ref '#/$defs/n' is not supported
     """
     check_shape(schema, limits)
     return _Resolver(schema, limits).walk(schema, "", ())

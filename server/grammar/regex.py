@@ -27,10 +27,10 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
-from server.grammar import charset as cs
-from server.grammar.charset import CharSet
-from server.grammar.limits import SchemaLimits, SchemaRejected
-from server.grammar.text import char_class, literal
+from hammer.server.grammar import charset as cs
+from hammer.server.grammar.charset import CharSet
+from hammer.server.grammar.limits import SchemaLimits, SchemaRejected
+from hammer.server.grammar.text import char_class, literal
 
 MAX_PATTERN_CHARS = 4096
 MAX_GROUP_DEPTH = 32
@@ -81,7 +81,7 @@ def parse_pattern(pattern: str, limits: SchemaLimits = SchemaLimits(), pointer: 
     >>> parse_pattern("^(a)\\\\1$")
     Traceback (most recent call last):
     ...
-    server.grammar.limits.SchemaRejected: backreference '\\1' at position 4 is not supported
+    hammer.server.grammar.limits.SchemaRejected: backreference '\\1' at position 4 is not supported
     """
     if not isinstance(pattern, str):
         raise SchemaRejected("'pattern' must be a string", pointer)
@@ -102,7 +102,7 @@ def check_pattern(pattern: str, limits: SchemaLimits = SchemaLimits(), pointer: 
     >>> check_pattern("^\\\\w\\\\b$")
     Traceback (most recent call last):
     ...
-    server.grammar.limits.SchemaRejected: word boundary '\\b' at position 3 is not supported
+    hammer.server.grammar.limits.SchemaRejected: word boundary '\\b' at position 3 is not supported
     """
     parse_pattern(pattern, limits, pointer)
 

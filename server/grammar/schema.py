@@ -21,7 +21,7 @@ items, prefixItems         ENFORCED  ``items: false`` allows only the prefix
 minItems, maxItems         ENFORCED  maxItems capped to ``max_items`` (decoding cap);
                                      minItems above it rejected
 minLength, maxLength       ENFORCED  the same with ``max_string_length``
-pattern                    ENFORCED  the regex subset of ``server.grammar.regex``
+pattern                    ENFORCED  the regex subset of ``hammer.server.grammar.regex``
 format                     ENFORCED  date, time, date-time, uuid (when no pattern is given
                                      and the length bounds allow); other formats: annotation
 minimum, maximum,          ENFORCED  for integers (exact ranges); for numbers with a
@@ -63,12 +63,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.grammar.keywords import ANNOTATIONS, ENFORCED, REJECTED, TYPES
-from server.grammar.limits import SchemaLimits, SchemaRejected, child
-from server.grammar.merge import choice, merge
-from server.grammar.refs import resolve_refs
-from server.grammar.regex import check_pattern
-from server.grammar.simplify import finish
+from hammer.server.grammar.keywords import ANNOTATIONS, ENFORCED, REJECTED, TYPES
+from hammer.server.grammar.limits import SchemaLimits, SchemaRejected, child
+from hammer.server.grammar.merge import choice, merge
+from hammer.server.grammar.refs import resolve_refs
+from hammer.server.grammar.regex import check_pattern
+from hammer.server.grammar.simplify import finish
 
 __all__ = ["SchemaLimits", "SchemaRejected", "prepare_resolved", "prepare_schema", "resolve_refs"]
 
@@ -84,7 +84,7 @@ def prepare_schema(schema: Any, limits: SchemaLimits = SchemaLimits()) -> dict[s
     >>> prepare_schema({"type": "object", "properties": {"a": False}, "required": ["a"]})
     Traceback (most recent call last):
     ...
-    server.grammar.limits.SchemaRejected: no value can match the schema
+    hammer.server.grammar.limits.SchemaRejected: no value can match the schema
     >>> prepare_schema(True)
     {}
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from server.grammar.limits import SchemaLimits, SchemaRejected, child
+from hammer.server.grammar.limits import SchemaLimits, SchemaRejected, child
 
 
 def check_shape(schema: Any, limits: SchemaLimits) -> None:

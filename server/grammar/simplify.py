@@ -13,9 +13,8 @@ import math
 from typing import Any
 
 import jsonschema
-
-from server.grammar.keywords import FORMATS
-from server.grammar.limits import SchemaLimits, SchemaRejected, child
+from hammer.server.grammar.keywords import FORMATS
+from hammer.server.grammar.limits import SchemaLimits, SchemaRejected, child
 
 ALL_TYPES = frozenset({"null", "boolean", "object", "array", "string", "number"})
 FAMILIES = {

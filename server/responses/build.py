@@ -12,9 +12,9 @@ import logging
 import uuid
 from typing import Any, AsyncIterator, Callable
 
-from server.admission import Ticket
-from server.errors import APIError, BackendUnavailable
-from server.responses.protocol import (
+from hammer.server.admission import Ticket
+from hammer.server.errors import APIError, BackendUnavailable
+from hammer.server.responses.protocol import (
     IncompleteDetails,
     OutputFunctionCall,
     OutputMessage,
@@ -23,7 +23,7 @@ from server.responses.protocol import (
     ResponsesRequest,
     ResponseUsage,
 )
-from server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Event, Prepared
+from hammer.server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Event, Prepared
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pydantic import ValidationError
-
-from server.errors import APIError, InvalidRequest, param_path
-from server.protocol import ChatCompletionRequest
-from server.responses.protocol import (
+from hammer.server.errors import APIError, InvalidRequest, param_path
+from hammer.server.protocol import ChatCompletionRequest
+from hammer.server.responses.protocol import (
     FunctionCallItem,
     FunctionCallOutputItem,
     MessageItem,
@@ -23,6 +21,7 @@ from server.responses.protocol import (
     ResponsesRequest,
     TextContent,
 )
+from pydantic import ValidationError
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ def to_chat(request: ResponsesRequest, previous: Sequence[dict[str, Any]] = ()) 
 def input_messages(items: list[Any] | str | None) -> tuple[list[dict[str, Any]], list[Origin]]:
     """Chat messages of ``input``: function calls join the assistant message before them.
 
-    >>> from server.responses.protocol import ResponsesRequest as R
+    >>> from hammer.server.responses.protocol import ResponsesRequest as R
     >>> items = R.model_validate({"model": "m", "input": [{"role": "user", "content": "Weather?"},
     ...     {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
     ...     {"type": "function_call_output", "call_id": "c1", "output": "17 degrees"}]}).input
@@ -145,7 +144,7 @@ def input_messages(items: list[Any] | str | None) -> tuple[list[dict[str, Any]],
 def output_messages(output: Sequence[OutputItem]) -> list[dict[str, Any]]:
     """A response's output as the assistant message a later request continues from.
 
-    >>> from server.responses.protocol import OutputMessage, OutputText
+    >>> from hammer.server.responses.protocol import OutputMessage, OutputText
     >>> [message] = output_messages([OutputMessage(id="msg_1", content=[OutputText(text="Hi")]),
     ...                              OutputFunctionCall(id="fc_1", call_id="c", name="f", arguments="{}")])
     >>> message["role"], message["content"], message["tool_calls"]

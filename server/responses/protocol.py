@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal, Union
 
+from hammer.server.protocol import InvalidToolCall, _Model
 from pydantic import BaseModel, Discriminator, Field, StringConstraints, Tag, model_serializer
-
-from server.protocol import InvalidToolCall, _Model
 
 
 class InputTextPart(_Model):
@@ -44,7 +43,7 @@ def _item_kind(value: Any) -> str | None:
             "function_call_output": "FunctionCallOutput"}.get(kind) if isinstance(kind, str) else None
 
 
-# Capitalised tags: ``server.errors.param_path`` leaves them out, so a bad item reads ``input[2].call_id``.
+# Capitalised tags: ``hammer.server.errors.param_path`` leaves them out, so a bad item reads ``input[2].call_id``.
 # A message item may omit ``type`` (the SDK's EasyInputMessage), so the tag is picked by a function.
 InputItem = Annotated[Union[Annotated[MessageItem, Tag("Message")], Annotated[FunctionCallItem, Tag("FunctionCall")],
                             Annotated[FunctionCallOutputItem, Tag("FunctionCallOutput")]],

@@ -7,19 +7,18 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
+from hammer.server.errors import APIError, NotFound
+from hammer.server.openapi import errors_documented
+from hammer.server.protocol import ErrorResponse
+from hammer.server.responses.build import ResponseBuilder, collect, initial_response, stream_events
+from hammer.server.responses.convert import output_messages, rename_param, to_chat
+from hammer.server.responses.protocol import DeletedResponse, ResponseObject, ResponsesRequest
+from hammer.server.responses.store import ResponseStore
+from hammer.server.serving import ChatService, reject_undecodable_text
+from hammer.server.settings import Settings
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
-
-from server.errors import APIError, NotFound
-from server.openapi import errors_documented
-from server.protocol import ErrorResponse
-from server.responses.build import ResponseBuilder, collect, initial_response, stream_events
-from server.responses.convert import output_messages, rename_param, to_chat
-from server.responses.protocol import DeletedResponse, ResponseObject, ResponsesRequest
-from server.responses.store import ResponseStore
-from server.serving import ChatService, reject_undecodable_text
-from server.settings import Settings
 
 UntilDisconnected = Callable[[Request, Awaitable[Any]], Awaitable[Any]]
 

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from server.responses.protocol import ResponseObject
-from server.settings import Settings
+from hammer.server.responses.protocol import ResponseObject
+from hammer.server.settings import Settings
 
 # Defaults of --responses-store-size, --responses-store-ttl and --responses-store-chars.
 MAX_RESPONSES = 1000

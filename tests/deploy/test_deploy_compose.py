@@ -29,8 +29,7 @@ from deploy_helpers import (
     require_tool,
     service_environment,
 )
-
-from server.settings import Settings
+from hammer.server.settings import Settings
 
 KEY = "test-key-1,test-key-2"
 

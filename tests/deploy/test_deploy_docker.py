@@ -69,7 +69,7 @@ def test_entrypoint_is_the_projects_console_script(kind: str) -> None:
     command = parse_dockerfile(DOCKERFILES[kind]).entrypoint_command()
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert command[:2] == ["hammer", "serve"]
-    assert scripts["hammer"] == "server.cli:main"
+    assert scripts["hammer"] == "hammer.cli:main"
 
 
 def test_cpu_image_compiles_llama_cpp_once_in_the_builder() -> None:
@@ -154,12 +154,12 @@ def test_pinned_llama_cpp_python_satisfies_the_projects_llama_extra() -> None:
 
 @pytest.mark.parametrize("kind", ["cpu", "gpu"])
 def test_the_image_gets_every_package_the_project_installs(kind: str) -> None:
-    """The source COPYed (and let through the .dockerignore) holds each top-level package pyproject's
-    package discovery includes: a package left out is silently missing from the installed wheel
-    (``hammer eval`` without ``evaluation/``)."""
-    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    wanted = {pattern.rstrip("*").rstrip(".") for pattern in find["include"]}
-    assert {"server", "training", "evaluation"} <= wanted
+    """The source COPYed (and let through the .dockerignore) holds each folder pyproject's package-dir
+    installs: a folder left out is silently missing from the installed wheel (``hammer eval`` without
+    ``evaluation/``)."""
+    package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    wanted = set(package_dir.values())
+    assert {"hammer", "server", "training", "evaluation"} <= wanted
     path = DOCKERFILES[kind]
     builder = parse_dockerfile(path).stages[0]
     copied = {source.rstrip("/") for copy in builder.all("COPY") if not copy.startswith("--from")
@@ -167,7 +167,7 @@ def test_the_image_gets_every_package_the_project_installs(kind: str) -> None:
     ignore = path.with_name(path.name + ".dockerignore")
     patterns = [p.strip() for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")]
     for package in sorted(wanted):
-        assert (REPO / package / "__init__.py").is_file(), f"pyproject includes {package}*, which is not a package"
+        assert (REPO / package / "__init__.py").is_file(), f"pyproject maps {package}/, which is not a package"
         assert package in copied, f"{path.name} does not COPY {package}/ (pyproject packages it)"
         assert not dockerignore_excludes(patterns, f"{package}/__init__.py"), f"{ignore.name} excludes {package}/"
 

@@ -31,11 +31,11 @@ def free_port() -> int:
 
 
 def host_command(command: list[str]) -> list[str]:
-    """The image's argv on this machine: `hammer` is the console script for `server.cli:main`;
-    where it is not installed on PATH, `python -m server.cli` runs the same function."""
+    """The image's argv on this machine: `hammer` is the console script for `hammer.cli:main`;
+    where it is not installed on PATH, `python -m hammer.cli` runs the same function."""
     assert command[0] == "hammer"
     exe = shutil.which("hammer")
-    return [exe, *command[1:]] if exe else [sys.executable, "-m", "server.cli", *command[1:]]
+    return [exe, *command[1:]] if exe else [sys.executable, "-m", "hammer.cli", *command[1:]]
 
 
 def container_environment() -> dict[str, str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from evaluation.bfcl_tools import openai_name
-from evaluation.client import Reply
-from evaluation.entries import Entry
+from hammer.evaluation.bfcl_tools import openai_name
+from hammer.evaluation.client import Reply
+from hammer.evaluation.entries import Entry
 
 
 def first_choice(value: Any) -> Any:

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hammer.evaluation.ast_checker import ast_checker
+from hammer.evaluation.bfcl_data import load_category
 
-from evaluation.ast_checker import ast_checker
-from evaluation.bfcl_data import load_category
 from tests.evaluation.eval_helpers import gold_calls
 
 pytest.importorskip("bfcl_eval")

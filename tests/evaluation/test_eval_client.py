@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
 import pytest
+from hammer.evaluation.client import Endpoint, api_base, complete, make_client
 
-from evaluation.client import Endpoint, api_base, complete, make_client
 from tests.evaluation.fake_endpoint import JSONHandler
 
 pytest.importorskip("openai")

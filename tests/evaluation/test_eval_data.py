@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from evaluation.bfcl_data import PYTHON_HINT, load_category
-from evaluation.bfcl_tools import to_openai_tools
+from hammer.evaluation.bfcl_data import PYTHON_HINT, load_category
+from hammer.evaluation.bfcl_tools import to_openai_tools
 
 pytest.importorskip("bfcl_eval")
 

@@ -15,7 +15,7 @@ pytest.importorskip("openai")
 @pytest.mark.slow
 def test_eval_against_the_real_server_plain_and_masked(llama_server, tmp_path):
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "server.cli", "eval", "--base-url", llama_server, "--label", "hammer",
+    cmd = [sys.executable, "-m", "hammer.cli", "eval", "--base-url", llama_server, "--label", "hammer",
            "--categories", "simple_python,irrelevance", "--limit", "2", "--mask-names", "--seed", "1",
            "--timeout", "600", "--max-tokens", "64", "--output", str(out)]
     result = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1800)

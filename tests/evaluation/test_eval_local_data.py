@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from evaluation.client import Reply
-from evaluation.f1 import exact_match, f1_scores
-from evaluation.local_data import load_local
-from evaluation.scoring import score
+from hammer.evaluation.client import Reply
+from hammer.evaluation.f1 import exact_match, f1_scores
+from hammer.evaluation.local_data import load_local
+from hammer.evaluation.scoring import score
 
 
 def test_f1_counts_names_and_arguments_as_multisets():

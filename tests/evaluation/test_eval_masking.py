@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hammer.evaluation.bfcl_data import load_category
+from hammer.evaluation.bfcl_tools import openai_name
+from hammer.evaluation.entries import Entry
+from hammer.evaluation.masking import mask_entry
+from hammer.evaluation.runner import request_for
+from hammer.evaluation.scoring import score
+from hammer.training.masking import ALPHABET
 
-from evaluation.bfcl_data import load_category
-from evaluation.bfcl_tools import openai_name
-from evaluation.entries import Entry
-from evaluation.masking import mask_entry
-from evaluation.runner import request_for
-from evaluation.scoring import score
 from tests.evaluation.eval_helpers import gold_reply
-from training.masking import ALPHABET
 
 pytest.importorskip("bfcl_eval")
 

@@ -9,7 +9,7 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from server.cli import main
+from hammer.cli import main
 from tests.evaluation.fake_endpoint import JSONHandler
 
 pytest.importorskip("bfcl_eval")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from evaluation.report import write_report
-from evaluation.summary import percentile, summarize
+from hammer.evaluation.report import write_report
+from hammer.evaluation.summary import percentile, summarize
 
 
 def record(category: str, passed: bool, scoring: str = "ast", has_call: bool = True, error: str | None = None,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from evaluation.bfcl_tools import to_openai_tools
-from evaluation.client import Reply
-from evaluation.entries import Entry
-from evaluation.scoring import score
+from hammer.evaluation.bfcl_tools import to_openai_tools
+from hammer.evaluation.client import Reply
+from hammer.evaluation.entries import Entry
+from hammer.evaluation.scoring import score
 
 AREA = {"name": "geometry.area", "description": "Area of a rectangle.", "parameters": {
     "type": "dict", "required": ["width", "height"], "properties": {

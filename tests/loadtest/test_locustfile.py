@@ -12,10 +12,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hammer.server.constraints import plan_tools
+from hammer.server.protocol import ChatCompletionRequest
+from hammer.server.settings import EMBEDDED_NAME, Settings
 
-from server.constraints import plan_tools
-from server.protocol import ChatCompletionRequest
-from server.settings import EMBEDDED_NAME, Settings
 from tests.conftest import REPO, running_server
 
 LOADTEST = REPO / "loadtest"

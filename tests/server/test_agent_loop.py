@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.agent_loop import answer_messages, answered_calls, call_key, current_turn, has_tool_results
+from hammer.server.agent_loop import answer_messages, answered_calls, call_key, current_turn, has_tool_results
 
 
 def call(call_id: str, name: str, arguments: str) -> dict:

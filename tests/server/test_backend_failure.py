@@ -14,10 +14,10 @@ from typing import Iterator
 import httpx
 import pytest
 import uvicorn
+from hammer.server.app import create_app
+from hammer.server.backends.llamacpp import LlamaCppBackend
+from hammer.server.settings import EMBEDDED_NAME, Settings
 
-from server.app import create_app
-from server.backends.llamacpp import LlamaCppBackend
-from server.settings import EMBEDDED_NAME, Settings
 from tests.conftest import free_port
 from tests.server.tools_fixtures import TOOLS, user
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from server.constraints import (
+from hammer.server.constraints import (
     ToolMode,
     argument_errors,
     calls_schema,
@@ -15,9 +12,12 @@ from server.constraints import (
     plan_tools,
     response_format_schema,
 )
-from server.errors import InvalidRequest
-from server.grammar import SchemaLimits
-from server.protocol import NamedToolChoice, Tool
+from hammer.server.errors import InvalidRequest
+from hammer.server.grammar import SchemaLimits
+from hammer.server.protocol import NamedToolChoice, Tool
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.server.tools_fixtures import TOOLS
 
 PARSED = [Tool.model_validate(t) for t in TOOLS]

@@ -252,8 +252,7 @@ class TestSamplingParametersOnEachBackend:
 
     def test_logit_bias_can_force_a_token(self, client):
         import llama_cpp
-
-        from server.settings import embedded_model_path
+        from hammer.server.settings import embedded_model_path
 
         vocab = llama_cpp.Llama(model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
         [token] = vocab.tokenize(b" Paris", add_bos=False)

@@ -11,10 +11,10 @@ from typing import Iterator
 import httpx
 import pytest
 import schemathesis
+from hammer.server.settings import EMBEDDED_NAME
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
-from server.settings import EMBEDDED_NAME
 from tests.conftest import running_server
 from tests.server.tools_fixtures import TOOLS, user
 

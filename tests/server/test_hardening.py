@@ -7,8 +7,8 @@ import time
 
 import httpx
 import pytest
+from hammer.server.settings import EMBEDDED_NAME
 
-from server.settings import EMBEDDED_NAME
 from tests.conftest import free_port, running_server
 from tests.server.tools_fixtures import TOOLS, WEATHER, user
 

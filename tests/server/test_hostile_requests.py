@@ -22,8 +22,8 @@ from typing import Any, Iterator
 import httpx
 import jsonschema
 import pytest
+from hammer.server.settings import EMBEDDED_NAME, embedded_model_path
 
-from server.settings import EMBEDDED_NAME, embedded_model_path
 from tests.conftest import served
 from tests.server.tools_fixtures import WEATHER, user
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from hammer.server.app import create_app
+from hammer.server.backends.fake import FakeBackend
+from hammer.server.settings import Settings
 
-from server.app import create_app
-from server.backends.fake import FakeBackend
-from server.settings import Settings
 from tests.server.tools_fixtures import user
 
 

@@ -12,13 +12,13 @@ from typing import Any
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
+from hammer.server.app import create_app
+from hammer.server.backends.fake import FakeBackend
+from hammer.server.protocol import ChatCompletionResponse
+from hammer.server.settings import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.app import create_app
-from server.backends.fake import FakeBackend
-from server.protocol import ChatCompletionResponse
-from server.settings import Settings
 from tests.server.tools_fixtures import TOOLS, user
 
 SCALARS = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20)

@@ -11,14 +11,13 @@ import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
-
-from server.app import create_app
-from server.backends.fake import FakeBackend
-from server.responses import convert
-from server.responses import store as store_module
-from server.responses.protocol import OutputMessage, OutputText, ResponseObject
-from server.responses.store import ResponseStore
-from server.settings import Settings
+from hammer.server.app import create_app
+from hammer.server.backends.fake import FakeBackend
+from hammer.server.responses import convert
+from hammer.server.responses import store as store_module
+from hammer.server.responses.protocol import OutputMessage, OutputText, ResponseObject
+from hammer.server.responses.store import ResponseStore
+from hammer.server.settings import Settings
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Get the current weather for a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}

@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hammer.server.app import create_app
+from hammer.server.backends.base import Backend, Chunk, GenerationRequest
+from hammer.server.backends.fake import FakeBackend
+from hammer.server.settings import Settings
 
-from server.app import create_app
-from server.backends.base import Backend, Chunk, GenerationRequest
-from server.backends.fake import FakeBackend
-from server.settings import Settings
 from tests.server.tools_fixtures import TOOLS, user
 
 WEATHER_CALL = '```\n[{"name": "get_weather", "arguments": {"city": "Paris"}}]\n```'

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+from hammer.server.tool_stream import CallScanner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.hammer_format import Call, render_calls
-from server.tool_stream import CallScanner
+from hammer.prompt_format import Call, render_calls
 
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 call_lists = st.lists(st.builds(Call, st.text(min_size=1, max_size=8),

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from training.synthetic import synthetic_examples
-from training.xlam import Example, load_xlam
+from hammer.training.synthetic import synthetic_examples
+from hammer.training.xlam import Example, load_xlam
 
 SAMPLE = Path(__file__).resolve().parents[2] / "training" / "data" / "xlam_sample.json"
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from hammer.training.build import build, build_examples, build_rows
+from hammer.training.irrelevance import answer_names
+from hammer.training.xlam import load_xlam
 
-from server.hammer_format import parse_calls
+from hammer.prompt_format import parse_calls
 from tests.training.conftest import SAMPLE
 from tests.training.training_helpers import assert_answers_valid
-from training.build import build, build_examples, build_rows
-from training.irrelevance import answer_names
-from training.xlam import load_xlam
 
 
 class TestBuildExamples:

@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hammer.training.config import ConfigError, TrainConfig, load_config
 
-from server.cli import main
-from training.config import ConfigError, TrainConfig, load_config
+from hammer.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hammer.training import export as export_module
+from hammer.training.export import BASE_RECORD, check_adapter, newest_checkpoint, recorded_base
 
-from server.cli import main
-from training import export as export_module
-from training.export import BASE_RECORD, check_adapter, newest_checkpoint, recorded_base
+from hammer.cli import main
 
 # What a Trainer checkpoint of a PEFT model holds (transformers' _save_checkpoint): the adapter
 # (save_pretrained), the tokenizer, and the optimizer/scheduler/RNG/trainer state.
@@ -83,7 +83,7 @@ class TestCheckpointExports:
         run = make_run(tmp_path)
         calls = {}
         monkeypatch.setattr(export_module, "merge", lambda adapter, base, merged: calls.update(merge=(adapter, base)))
-        monkeypatch.setattr("training.gguf_convert.convert", lambda src, out, kind: out)
+        monkeypatch.setattr("hammer.training.gguf_convert.convert", lambda src, out, kind: out)
         monkeypatch.setattr(export_module, "quantize", lambda src, out, q: out)
         out = export_module.export(run / "checkpoint-10", tmp_path / "m.gguf")
         assert out == tmp_path / "m.gguf" and calls["merge"] == (run / "checkpoint-10", "embedded")
@@ -113,7 +113,7 @@ class TestCheckpointMergesWithPeft:
             def save_pretrained(self, path):
                 (path / "tokenizer.json").write_text("{}")
 
-        monkeypatch.setattr("training.model.load_base", lambda base: (tiny(), Tokenizer()))
+        monkeypatch.setattr("hammer.training.model.load_base", lambda base: (tiny(), Tokenizer()))
         merged_dir = export_module.merge(checkpoint, "tiny", tmp_path / "merged")
         merged = LlamaForCausalLM.from_pretrained(merged_dir)
         base = tiny()

@@ -3,8 +3,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from training.irrelevance import add_irrelevance, answer_names, is_eligible, make_irrelevant
+from hammer.training.irrelevance import add_irrelevance, answer_names, is_eligible, make_irrelevant
 
 
 class TestMakeIrrelevant:

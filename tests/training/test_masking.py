@@ -4,9 +4,7 @@ import copy
 import random
 
 import pytest
-
-from tests.training.training_helpers import assert_answers_valid
-from training.masking import (
+from hammer.training.masking import (
     ALPHABET,
     dedupe_tools,
     mask_function_names,
@@ -15,6 +13,8 @@ from training.masking import (
     perturb_defaults,
     replace_value,
 )
+
+from tests.training.training_helpers import assert_answers_valid
 
 
 def _names(example):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from training.quantize import quantization_mix
+from hammer.training.quantize import quantization_mix
 
 gguf = pytest.importorskip("gguf")
 Q = gguf.GGMLQuantizationType
@@ -58,10 +57,10 @@ class TestQuantizationMixReport:
 
 class TestExportCommandPrintsTheMix:
     def test_output_line_carries_the_mix(self, tmp_path, monkeypatch, capsys):
-        from server.cli import main
+        from hammer.cli import main
 
         path = write_gguf(tmp_path / "m.gguf", [(Q.Q4_K, 2, 256), (Q.F32, 1, 256)])
-        monkeypatch.setattr("training.export.export", lambda *args: path)
+        monkeypatch.setattr("hammer.training.export.export", lambda *args: path)
         assert main(["export", "--adapter", "run", "--output", str(path)]) == 0
         out = capsys.readouterr().out
         assert out.startswith(f"wrote {path}: Q4_K_M requested: 1 tensor Q4_K, 1 F32; ")

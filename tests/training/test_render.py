@@ -3,11 +3,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from hammer.training.masking import mask_functions
+from hammer.training.render import to_prompt_completion
+from hammer.training.schema import openai_function
 
-from server.hammer_format import Call, parse_calls, render_prompt
-from training.masking import mask_functions
-from training.render import to_prompt_completion
-from training.schema import openai_function
+from hammer.prompt_format import Call, parse_calls, render_prompt
 
 
 def _server_prompt(example, prompt_format="hammer-2.1"):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
+from hammer.training.schema import openai_function, xlam_type_schema
 
 from tests.training.training_helpers import assert_answers_valid
-from training.schema import openai_function, xlam_type_schema
 
 
 class TestXlamTypes:

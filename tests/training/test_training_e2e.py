@@ -10,11 +10,11 @@ import httpx
 import jsonschema
 import numpy as np
 import pytest
+from hammer.training.build import build
+from hammer.training.config import TrainConfig
 
 from tests.conftest import running_server
 from tests.training.conftest import SAMPLE
-from training.build import build
-from training.config import TrainConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
 
@@ -43,7 +43,7 @@ def _fixed_batch_loss(trainer) -> float:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from training.train import build_trainer, run_training
+    from hammer.training.train import build_trainer, run_training
 
     tmp = tmp_path_factory.mktemp("train")
     build(SAMPLE, tmp / "train.jsonl", masking_ratio=0.33, irrelevance_ratio=0.1, seed=0)
@@ -77,9 +77,8 @@ class TestTrain:
             <= set(lora["target_modules"])
 
     def test_resume_continues_from_the_checkpoint(self, trained):
+        from hammer.training.train import build_trainer, run_training
         from transformers import TrainerCallback
-
-        from training.train import build_trainer, run_training
 
         steps: list[int] = []
 
@@ -96,7 +95,7 @@ class TestTrain:
 
 @pytest.fixture(scope="module")
 def exported(trained):
-    from training.export import export
+    from hammer.training.export import export
 
     out = trained["tmp"] / "model-Q4_K_M.gguf"
     path = export(trained["adapter"], out)  # base found through hammer_base.json

@@ -3,9 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from hammer.training.xlam import RowError, load_xlam, parse_example, read_xlam
 
 from tests.training.conftest import SAMPLE
-from training.xlam import RowError, load_xlam, parse_example, read_xlam
 
 
 class TestLoadXlam:

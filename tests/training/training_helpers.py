@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import jsonschema
-
-from training.schema import openai_function
-from training.xlam import Example
+from hammer.training.schema import openai_function
+from hammer.training.xlam import Example
 
 
 def assert_answers_valid(example: Example) -> None:

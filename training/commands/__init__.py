@@ -1,1 +1,1 @@
-"""``hammer`` subcommands of the training module (registered in ``server.cli.COMMANDS``)."""
+"""``hammer`` subcommands of the training module (registered in ``hammer.cli.COMMANDS``)."""

@@ -9,8 +9,9 @@ HELP = "Prepare training data: irrelevance augmentation, function masking, Hamme
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from server.hammer_format import PROMPT_FORMATS
-    from training.build import DEFAULT_IRRELEVANCE_RATIO, DEFAULT_MASKING_RATIO, ON_ERROR
+    from hammer.training.build import DEFAULT_IRRELEVANCE_RATIO, DEFAULT_MASKING_RATIO, ON_ERROR
+
+    from hammer.prompt_format import PROMPT_FORMATS
 
     actions = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="build a training set from xLAM-format data",
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from training.build import build
+    from hammer.training.build import build
 
     try:
         report = build(args.input, args.output, args.masking_ratio, args.irrelevance_ratio, args.seed,

@@ -9,7 +9,7 @@ HELP = "Merge a trained LoRA adapter and write a quantized GGUF for `hammer serv
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.quantize import QUANTIZATIONS
+    from hammer.training.quantize import QUANTIZATIONS
 
     parser.add_argument("--adapter", required=True, metavar="DIR", help="LoRA adapter directory from `hammer train`")
     parser.add_argument("--base", metavar="BASE",
@@ -22,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.export import export
-    from training.gguf_convert import ConversionError
-    from training.quantize import quantization_mix
+    from hammer.training.export import export
+    from hammer.training.gguf_convert import ConversionError
+    from hammer.training.quantize import quantization_mix
 
     try:
         path = export(args.adapter, args.output, args.base, args.merged_dir, args.quantization)

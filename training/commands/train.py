@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from training.config import ConfigError, load_config
+    from hammer.training.config import ConfigError, load_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"hammer train: {exc}", file=sys.stderr)
         return 2
-    from training.train import train
+    from hammer.training.train import train
 
     try:
         out = train(config)

@@ -7,14 +7,14 @@ import json
 
 import jsonschema
 import pytest
+from hammer.server.backends.base import ConstraintRejected, GenerationRequest, OutputConstraint, SamplingParams
+from hammer.server.backends.llamacpp import LlamaCppBackend, constraint_grammar
+from hammer.server.constraints import calls_schema, plan_tools
+from hammer.server.grammar import SchemaLimits
+from hammer.server.protocol import FunctionDefinition, Tool
+from hammer.server.settings import Settings
 
-from server.backends.base import ConstraintRejected, GenerationRequest, OutputConstraint, SamplingParams
-from server.backends.llamacpp import LlamaCppBackend, constraint_grammar
-from server.constraints import calls_schema, plan_tools
-from server.grammar import SchemaLimits
-from server.hammer_format import render_prompt, render_tools
-from server.protocol import FunctionDefinition, Tool
-from server.settings import Settings
+from hammer.prompt_format import render_prompt, render_tools
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ class TestGeneration:
         assert prompt.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
 
     def test_missing_model_file_is_a_clear_error(self, tmp_path):
-        from server.errors import BackendUnavailable
+        from hammer.server.errors import BackendUnavailable
 
         with pytest.raises(BackendUnavailable, match="model file not found"):
             asyncio.run(LlamaCppBackend(Settings(model=str(tmp_path / "nope.gguf"))).start())

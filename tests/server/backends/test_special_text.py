@@ -5,8 +5,8 @@ from __future__ import annotations
 import doctest
 import time
 
-from server.backends import special_text
-from server.backends.special_text import fragments
+from hammer.server.backends import special_text
+from hammer.server.backends.special_text import fragments
 
 SPECIALS = frozenset({"<|im_start|>", "<|im_end|>", "<|endoftext|>"})
 

@@ -34,7 +34,7 @@ def report_from(stdout: str) -> dict:
 def serve(python: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     from tests.conftest import REPO
 
-    return subprocess.run([python, "-m", "server.cli", "serve", "--backend", "vllm", "--port", "0", *args],
+    return subprocess.run([python, "-m", "hammer.cli", "serve", "--backend", "vllm", "--port", "0", *args],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
 
 
@@ -49,7 +49,7 @@ class TestWithoutVLLM:
 
     def test_server_imports_without_vllm(self):
         # The registry imports backends lazily: the app and the llama path never touch vllm.
-        code = ("import sys; import server.app, server.backends, server.serving; "
+        code = ("import sys; import hammer.server.app, hammer.server.backends, hammer.server.serving; "
                 "sys.exit('vllm' in sys.modules)")
         assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
@@ -91,9 +91,9 @@ class TestSettingsConflicts:
 
 def _conflict_errors() -> dict[str, str]:
     """Run in the vLLM interpreter: the startup error each conflicting setting gives."""
-    from server.backends.vllm import check_settings, engine_args
-    from server.errors import BackendUnavailable
-    from server.settings import Settings
+    from hammer.server.backends.vllm import check_settings, engine_args
+    from hammer.server.errors import BackendUnavailable
+    from hammer.server.settings import Settings
 
     errors: dict[str, str] = {}
     for case, (fields, extra, _) in CONFLICTS.items():
@@ -207,11 +207,11 @@ class TestClientTextIsText:
 
 def _tokenize_checks(model_dir: str) -> dict:
     """Run in the vLLM interpreter: the backend's prompt tokens, on the tokenizer vLLM loads (no engine)."""
+    from hammer.server.backends.vllm import VLLMBackend, special_strings
+    from hammer.server.settings import Settings
     from vllm.tokenizers import get_tokenizer
 
-    from server.backends.vllm import VLLMBackend, special_strings
-    from server.hammer_format import render_prompt, render_tools
-    from server.settings import Settings
+    from hammer.prompt_format import render_prompt, render_tools
 
     tokenizer = get_tokenizer(model_dir)
     backend = VLLMBackend(Settings(backend="vllm", model=model_dir))
@@ -238,15 +238,15 @@ def _tokenize_checks(model_dir: str) -> dict:
 def _engine_checks(model_dir: str) -> dict:
     """Run in the vLLM interpreter: start the backend in-process and exercise it."""
     import psutil  # a vLLM dependency
+    from hammer.server.backends.base import GenerationRequest, OutputConstraint, SamplingParams
+    from hammer.server.backends.vllm import VLLMBackend
+    from hammer.server.constraints import calls_schema, plan_tools
+    from hammer.server.errors import BackendUnavailable
+    from hammer.server.grammar import SchemaLimits
+    from hammer.server.protocol import Tool
+    from hammer.server.settings import Settings
 
-    from server.backends.base import GenerationRequest, OutputConstraint, SamplingParams
-    from server.backends.vllm import VLLMBackend
-    from server.constraints import calls_schema, plan_tools
-    from server.errors import BackendUnavailable
-    from server.grammar import SchemaLimits
-    from server.hammer_format import render_prompt
-    from server.protocol import Tool
-    from server.settings import Settings
+    from hammer.prompt_format import render_prompt
 
     async def collect(backend: VLLMBackend, request: GenerationRequest) -> dict:
         text, finish, tokens = "", None, 0

@@ -22,8 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import llama_cpp  # noqa: E402
-
-from server.settings import embedded_model_path  # noqa: E402
+from hammer.server.settings import embedded_model_path  # noqa: E402
 
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 

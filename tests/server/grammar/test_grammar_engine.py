@@ -1,4 +1,4 @@
-"""Grammars from server.grammar against the real llama.cpp grammar engine, in a child process.
+"""Grammars from hammer.server.grammar against the real llama.cpp grammar engine, in a child process.
 
 The child (engine_probe.py) parses each grammar with ``llama_sampler_init_grammar`` and walks
 it with random logits; a crash kills the child, not pytest, and is reported with its grammar.
@@ -18,10 +18,9 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 hypothesis = pytest.importorskip("hypothesis")
+from hammer.server.grammar import SchemaRejected, prepare_schema, sequence_gbnf  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from server.grammar import SchemaRejected, prepare_schema, sequence_gbnf  # noqa: E402
 
 PROBE = Path(__file__).with_name("engine_probe.py")
 PREFIX, SUFFIX = "```\n", "\n```"

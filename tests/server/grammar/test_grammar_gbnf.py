@@ -1,4 +1,4 @@
-"""server.grammar.gbnf: the grammar text, one class per function (engine checks: test_grammar_engine)."""
+"""hammer.server.grammar.gbnf: the grammar text, one class per function (engine checks: test_grammar_engine)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import re
 import time
 
 import pytest
-
-from server.grammar import SchemaLimits, SchemaRejected, schema_gbnf, sequence_gbnf
+from hammer.server.grammar import SchemaLimits, SchemaRejected, schema_gbnf, sequence_gbnf
 
 RULE_NAME = re.compile(r"^([a-zA-Z0-9-]+) ::= ", re.M)
 

@@ -1,11 +1,10 @@
-"""server.grammar.regex: the pattern subset and its GBNF, one class per function."""
+"""hammer.server.grammar.regex: the pattern subset and its GBNF, one class per function."""
 
 from __future__ import annotations
 
 import pytest
-
-from server.grammar import SchemaLimits, SchemaRejected, check_pattern
-from server.grammar.regex import parse_pattern, pattern_gbnf
+from hammer.server.grammar import SchemaLimits, SchemaRejected, check_pattern
+from hammer.server.grammar.regex import parse_pattern, pattern_gbnf
 
 
 class TestCheckPattern:

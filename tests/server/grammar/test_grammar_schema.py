@@ -1,13 +1,12 @@
-"""server.grammar.schema / refs / shape: preparing client schemas, one class per function."""
+"""hammer.server.grammar.schema / refs / shape: preparing client schemas, one class per function."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-
-from server.grammar import SchemaLimits, SchemaRejected, prepare_schema, resolve_refs
-from server.grammar.shape import check_shape
+from hammer.server.grammar import SchemaLimits, SchemaRejected, prepare_schema, resolve_refs
+from hammer.server.grammar.shape import check_shape
 
 
 def nested(depth: int) -> dict:

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from server.cli import main
+from hammer.cli import main
 from tests.training.conftest import SAMPLE
 
 
@@ -26,7 +26,7 @@ class TestDataBuildCommand:
         assert "none.json" in capsys.readouterr().err
 
     def test_cli_stays_light(self):
-        probe = "import sys; from server.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+        probe = "import sys; from hammer.cli import build_parser; build_parser(); print('torch' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
         assert result.stdout.strip() == "False"
 
@@ -64,7 +64,7 @@ class TestDataBuildStopsOnABadRow:
 
     def test_no_traceback_in_a_subprocess(self, tmp_path):
         source, _ = write_with_bad_rows(tmp_path)
-        result = subprocess.run([sys.executable, "-m", "server.cli", "data", "build", "--input", str(source),
+        result = subprocess.run([sys.executable, "-m", "hammer.cli", "data", "build", "--input", str(source),
                                  "--output", str(tmp_path / "o.jsonl"), "--on-error", "stop"],
                                 capture_output=True, text=True, check=False)
         assert result.returncode == 2

@@ -9,12 +9,12 @@ from typing import Sequence
 
 # name → module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 COMMANDS: dict[str, str] = {
-    "serve": "server.commands.serve",
-    "prompt": "server.commands.prompt",
-    "data": "training.commands.data",
-    "train": "training.commands.train",
-    "export": "training.commands.export",
-    "eval": "evaluation.commands.eval",
+    "serve": "hammer.server.commands.serve",
+    "prompt": "hammer.server.commands.prompt",
+    "data": "hammer.training.commands.data",
+    "train": "hammer.training.commands.train",
+    "export": "hammer.training.commands.export",
+    "eval": "hammer.evaluation.commands.eval",
 }
 
 

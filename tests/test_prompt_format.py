@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.hammer_format import (
+from hammer.prompt_format import (
     FORMAT_INSTRUCTION,
     TASK_INSTRUCTION_V2_1,
     Call,

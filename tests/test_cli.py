@@ -8,15 +8,15 @@ import subprocess
 import sys
 
 import pytest
+from hammer.server.commands.settings_args import settings_from_args
 
-from server.cli import build_parser
-from server.commands.settings_args import settings_from_args
-from server.hammer_format import render_prompt
+from hammer.cli import build_parser
+from hammer.prompt_format import render_prompt
 from tests.server.tools_fixtures import TOOLS, user
 
 
 def hammer(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], input=stdin, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hammer.cli", *args], input=stdin, capture_output=True, text=True,
                           timeout=120)
 
 
