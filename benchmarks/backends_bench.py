@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hammer.server.settings import EMBEDDED_NAME
 
-from tests.conftest import VLLM_CPU_ARGS, running_server, vllm_python
+from tests.processes import VLLM_CPU_ARGS, running_server, vllm_python
 from tests.server.tools_fixtures import TOOLS
 
 CITIES = ["Paris", "Tokyo", "Rome", "Lima", "Oslo", "Cairo", "Quito", "Seoul"]

@@ -15,8 +15,16 @@ class Metrics:
                                 ["route", "status"], registry=r)
         self.latency = Histogram("hammer_request_latency_seconds", "HTTP request latency by route",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("hammer_time_to_first_token_seconds", "Time to the first generated text",
+        # Two clocks, because in tool mode nothing reaches the client until a whole call has been
+        # generated and validated: the engine's first token says how fast the prompt was evaluated,
+        # the first call says when a tool-calling client can act.
+        self.ttft = Histogram("hammer_time_to_first_token_seconds",
+                              "From request start to the engine's first generated token (every mode)",
                               buckets=LATENCY_BUCKETS, registry=r)
+        self.time_to_first_call = Histogram(
+            "hammer_time_to_first_call_seconds",
+            "From request start to the first validated tool call sent to the client (tool mode)",
+            buckets=LATENCY_BUCKETS, registry=r)
         self.tool_outcomes = Counter(
             "hammer_tool_call_outcomes",
             "Outcome of tool-enabled completions: calls, refusal, invalid (output or a call that failed "

@@ -240,9 +240,9 @@ class ChatService:
                               earlier: Usage | None = None, invalid: tuple[InvalidToolCall, ...] = ()
                               ) -> AsyncIterator[Event]:
         """Plain text from one pass; its ``EndEvent`` adds the usage of ``earlier`` passes."""
-        first = True
+        first = earlier is None  # a second pass (the answer turn) is not the request's first token
         async for chunk in self.backend.generate(generation):
-            if chunk.text and first:
+            if first:
                 self.metrics.ttft.observe(time.perf_counter() - prepared.started)
                 first = False
             if chunk.text or chunk.logprobs:
@@ -255,8 +255,11 @@ class ChatService:
         scanner = CallScanner()
         invalid: list[InvalidToolCall] = []
         returned: set[str] = set()
-        finish, completion_tokens = "stop", 0
+        finish, completion_tokens, first = "stop", 0, True
         async for chunk in self.backend.generate(prepared.generation):
+            if first:
+                self.metrics.ttft.observe(time.perf_counter() - prepared.started)
+                first = False
             for element in scanner.feed(chunk.text):
                 call, key, error = self._checked_call(element, prepared.plan)
                 if call is None:
@@ -267,7 +270,7 @@ class ChatService:
                     self.metrics.calls_dropped.labels("duplicate").inc()
                 else:
                     if not returned:
-                        self.metrics.ttft.observe(time.perf_counter() - prepared.started)
+                        self.metrics.time_to_first_call.observe(time.perf_counter() - prepared.started)
                     yield CallEvent(len(returned), call)
                     returned.add(key)
             if chunk.finish_reason:

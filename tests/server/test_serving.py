@@ -120,6 +120,20 @@ class TestOutcomes:
             assert f'hammer_tool_call_outcomes_total{{outcome="{outcome}"}} 1.0' in metrics
         assert "hammer_tool_calls_returned_total 1.0" in metrics
 
+    def test_first_token_and_first_call_are_timed_apart(self):
+        """Every request times its first engine token once (the answer turn's second pass is not a
+        first token); only a returned call times the first call."""
+        client, backend = make_client([WEATHER_CALL, "```\n[]\n```", "plain text", "```\n[]\n```", "17 degrees."])
+        with client:
+            chat(client)
+            chat(client)
+            client.post("/v1/chat/completions", json={"model": "fake", "messages": user("hi")})
+            chat(client, messages=AFTER_RESULT)
+            metrics = client.get("/metrics").text
+        assert len(backend.requests) == 5
+        assert "hammer_time_to_first_token_seconds_count 4.0" in metrics
+        assert "hammer_time_to_first_call_seconds_count 1.0" in metrics
+
 
 class TestRequestConversion:
     def test_tool_requests_get_the_hammer_prompt_and_a_constraint(self):
