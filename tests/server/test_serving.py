@@ -95,6 +95,17 @@ class TestOutcomes:
         assert backend.requests[0].constraint is not None and backend.requests[1].constraint is None
         assert "[BEGIN OF AVAILABLE TOOLS]" not in backend.requests[1].prompt
 
+    def test_refusal_as_chat_counts_each_prompt_once(self):
+        """usage is a value: both passes' prompts in the client's usage, and the same sum in /metrics."""
+        client, backend = make_client(["```\n[]\n```", "Sure, here is a joke."], refusal="chat")
+        with client:
+            usage = chat(client).json()["usage"]
+            metrics = client.get("/metrics").text
+        both = sum(backend.count_tokens(r.prompt) for r in backend.requests)
+        assert usage["prompt_tokens"] == both
+        assert f"hammer_prompt_tokens_total {float(both)}" in metrics
+        assert f"hammer_completion_tokens_total {float(usage['completion_tokens'])}" in metrics
+
     def test_truncation_is_reported(self):
         client, _ = make_client([WEATHER_CALL])
         with client:
