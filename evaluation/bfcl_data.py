@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hammer.evaluation.entries import Entry
+from hammer.evaluation.sample import spread_indices
 
 # Single-turn Python categories and how BFCL scores them.
 CATEGORY_SCORING: dict[str, str] = {
@@ -55,12 +56,15 @@ def _data_file(directory: Path, category: str) -> Path:
     return versions[max(versions)]
 
 
-def load_category(category: str, limit: int | None = None, directory: Path | None = None) -> list[Entry]:
-    """The first ``limit`` entries of a category (a fixed sample: the same entries every run)."""
+def load_category(category: str, limit: int | None = None, directory: Path | None = None, *, seed: int = 0,
+                  first: bool = False) -> list[Entry]:
+    """``limit`` entries spread over the category (a fixed sample for ``seed``; the first ``limit``
+    with ``first``), in file order; all of them without ``limit``."""
     if category not in CATEGORY_SCORING:
         raise ValueError(f"unsupported BFCL category {category!r}; choose from {', '.join(CATEGORY_SCORING)}")
     directory = directory or data_dir()
-    rows = _read_jsonl(_data_file(directory, category))[:limit]
+    rows = _read_jsonl(_data_file(directory, category))
+    rows = [rows[i] for i in spread_indices(len(rows), limit, seed, category, first)]
     scoring = CATEGORY_SCORING[category]
     answers: dict[str, list[Any]] = {}
     if scoring == "ast":
@@ -74,5 +78,6 @@ def load_category(category: str, limit: int | None = None, directory: Path | Non
     return entries
 
 
-def load_categories(categories: list[str], limit: int | None = None) -> list[Entry]:
-    return [entry for category in categories for entry in load_category(category, limit)]
+def load_categories(categories: list[str], limit: int | None = None, *, seed: int = 0,
+                    first: bool = False) -> list[Entry]:
+    return [entry for category in categories for entry in load_category(category, limit, seed=seed, first=first)]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hammer.evaluation.entries import Entry
+from hammer.evaluation.sample import spread_indices
 
 
 def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +49,10 @@ def _expected_call(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {answer["name"]: arguments}
 
 
-def load_local(name: str, path: str | Path, limit: int | None = None) -> list[Entry]:
-    """The data set's entries; a malformed file or row is a ``ValueError`` naming the file, the row
+def load_local(name: str, path: str | Path, limit: int | None = None, *, seed: int = 0,
+               first: bool = False) -> list[Entry]:
+    """The data set's entries (``limit`` of them spread over the file, as ``bfcl_data.load_category``
+    picks them; the first ``limit`` with ``first``); a malformed file or row is a ``ValueError`` naming the file, the row
     (``path:line`` for JSON Lines, ``path:[index]`` for a JSON list) and the field."""
     path = Path(path)
     with path.open(encoding="utf-8") as f:
@@ -71,7 +74,8 @@ def load_local(name: str, path: str | Path, limit: int | None = None) -> list[En
                 raise TypeError(f"{path}: expected a JSON list or JSON Lines")
             rows = [(f"{path}:[{index}]", row) for index, row in enumerate(data)]
     entries = []
-    for index, (where, row) in enumerate(rows[:limit]):
+    for index in spread_indices(len(rows), limit, seed, name, first):
+        where, row = rows[index]
         if not isinstance(row, dict):
             raise ValueError(f"{where}: a row must be a JSON object, not {type(row).__name__}")
         try:

@@ -21,6 +21,7 @@ class EvalConfig:
     categories: list[str]
     datasets: dict[str, str]
     limit: int | None
+    first: bool  # --limit takes the first entries instead of a spread-out sample
     mask_names: bool
     output: Path
     options: RunOptions
@@ -59,18 +60,29 @@ class EvalConfig:
             raise ValueError("--label and --compare-label must differ")
         options = RunOptions(workers=args.workers, timeout_s=args.timeout, retries=args.retries,
                              max_tokens=args.max_tokens, seed=args.seed)
-        return cls(endpoints, categories, datasets, args.limit, args.mask_names, Path(args.output), options,
-                   "hammer eval " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]))
+        if args.first and args.limit is None:
+            raise ValueError("--first needs --limit")
+        return cls(endpoints, categories, datasets, args.limit, args.first, args.mask_names, Path(args.output),
+                   options, "hammer eval " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]))
 
 
 def load_entries(config: EvalConfig) -> list[Entry]:
     from hammer.evaluation.bfcl_data import load_categories
     from hammer.evaluation.local_data import load_local
 
-    entries = load_categories(config.categories, config.limit)
+    seed, first = config.options.seed, config.first
+    entries = load_categories(config.categories, config.limit, seed=seed, first=first)
     for name, path in config.datasets.items():
-        entries += load_local(name, path, config.limit)
+        entries += load_local(name, path, config.limit, seed=seed, first=first)
     return entries
+
+
+def _sample_name(config: EvalConfig) -> str:
+    if config.limit is None:
+        return "all entries"
+    if config.first:
+        return f"the first {config.limit} entries of each category"
+    return f"{config.limit} entries spread over each category (seed {config.options.seed})"
 
 
 def resolve_model(endpoint: Endpoint, timeout_s: float, flags: tuple[str, str] = ("--base-url", "--api-key")
@@ -129,8 +141,8 @@ def evaluate(config: EvalConfig) -> Path:
                 runs.append({"label": endpoint.label, "base_url": endpoint.base_url, "model": endpoint.model,
                              "masked": masked, "summary": summarize(records), "records": records})
     settings = {"command": config.command, "categories": config.categories, "datasets": config.datasets,
-                "limit": config.limit, "seed": config.options.seed, "timeout_s": config.options.timeout_s,
-                "max_tokens": config.options.max_tokens, "workers": config.options.workers}
+                "limit": config.limit, "sample": _sample_name(config), "seed": config.options.seed,
+                "timeout_s": config.options.timeout_s, "max_tokens": config.options.max_tokens, "workers": config.options.workers}
     with (config.output / "results.json").open("w", encoding="utf-8") as f:
         json.dump({"config": settings, "runs": runs}, f, indent=1, default=str)
     (config.output / "records.partial.jsonl").unlink()

@@ -54,6 +54,7 @@ def write_report(directory: Path, runs: list[dict[str, Any]], config: dict[str, 
     categories = _categories(runs, f1=False)
     lines = ["# hammer eval report", "",
              f"Command: `{config['command']}`", "",
+             f"Sample: {config['sample']}.", "",
              ("Scored with BFCL's AST rules (bfcl-eval's checker, ported); irrelevance entries pass when no "
               "function is called. Request errors never count as passes."), ""]
     for run in runs:

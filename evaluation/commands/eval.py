@@ -18,12 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--categories", default=None,
                         help=f"comma-separated BFCL categories (default: {','.join(DEFAULT_CATEGORIES)}; "
                              f"'none' with --dataset only); available: {','.join(CATEGORY_SCORING)}")
-    parser.add_argument("--limit", type=int, default=None, help="first N entries of each category and data set")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="N entries of each category and data set, spread over it (one from each N-th; "
+                             "seeded by --seed); default: all")
+    parser.add_argument("--first", action="store_true",
+                        help="with --limit: the first N entries instead (BFCL's first entries are its easiest)")
     parser.add_argument("--workers", type=int, default=1, help="concurrent requests per endpoint (default: 1)")
     parser.add_argument("--output", required=True, metavar="DIR", help="directory for results.json and report.md")
     parser.add_argument("--mask-names", action="store_true",
                         help="also run every entry with random function and parameter names, and report the drop")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --mask-names (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample and of --mask-names (default: 0)")
     parser.add_argument("--compare", metavar="URL2", help="a second endpoint to run the same entries against")
     parser.add_argument("--compare-model", metavar="NAME2", help="model name for --compare (default: its first model)")
     parser.add_argument("--compare-api-key", default="EMPTY", help="bearer token for --compare")

@@ -10,6 +10,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from hammer.cli import main
+from hammer.evaluation.bfcl_data import load_category
 from tests.evaluation.fake_endpoint import JSONHandler
 
 pytest.importorskip("bfcl_eval")
@@ -48,12 +49,18 @@ def test_compare_and_mask_write_every_record_and_a_side_by_side_report(refusers,
                  "--output", str(out)])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
+    sampled = load_category("simple_python", 2) + load_category("irrelevance", 2)
+    first_half, second_half = (int(e.id.rsplit("_", 1)[1]) for e in sampled[:2])
+    assert first_half < 200 <= second_half  # simple_python has 400 entries
     assert [(r["label"], r["masked"], r["model"]) for r in data["runs"]] == [
         ("a", False, "fake-model"), ("a", True, "fake-model"), ("b", False, "fake-model"), ("b", True, "fake-model")]
     for run in data["runs"]:
         categories = run["summary"]["categories"]
         assert categories["simple_python"]["accuracy"] == 0.0 and categories["irrelevance"]["accuracy"] == 1.0
         assert run["summary"]["errors"] == 0 and len(run["records"]) == 4
+        # --limit 2: one entry from each half of the category, the same in every run (seed 0)
+        assert [r["id"] for r in run["records"]] == [e.id for e in sampled]
+    assert data["config"]["sample"] == "2 entries spread over each category (seed 0)"
     masked_request = data["runs"][1]["records"][0]["request"]
     assert masked_request["tools"][0]["function"]["name"] != "calculate_triangle_area"
     assert not (out / "records.partial.jsonl").exists()
@@ -124,7 +131,8 @@ def test_a_malformed_data_set_row_is_named(tmp_path, capsys, line, words):
         assert word in err
 
 
-@pytest.mark.parametrize("flags", [["--workers", "0"], ["--limit", "0"], ["--timeout", "0"], ["--retries", "-1"]])
+@pytest.mark.parametrize("flags", [["--workers", "0"], ["--limit", "0"], ["--timeout", "0"], ["--retries", "-1"],
+                                   ["--first"]])
 def test_out_of_range_numbers_are_refused_before_connecting(tmp_path, capsys, flags):
     assert main(["eval", "--base-url", "http://127.0.0.1:9", *flags, "--output", str(tmp_path)]) == 2
     assert flags[0] in capsys.readouterr().err

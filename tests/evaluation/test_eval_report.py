@@ -43,7 +43,9 @@ def test_report_puts_runs_side_by_side_with_the_masking_drop(tmp_path):
             {"label": "peer", "base_url": "http://b", "model": "m", "masked": False, "records": RECORDS}]
     for run in runs:
         run["summary"] = summarize(run["records"])
-    text = write_report(tmp_path, runs, {"command": "hammer eval ...", "seed": 3}).read_text()
+    config = {"command": "hammer eval ...", "seed": 3, "sample": "2 entries spread over each category (seed 3)"}
+    text = write_report(tmp_path, runs, config).read_text()
+    assert "Sample: 2 entries spread over each category (seed 3)." in text
     assert "| simple_python | 2 | 50.0% | 0.0% | 50.0% |" in text
     assert "| hammer | simple_python | 50.0% | 0.0% | +50.0 |" in text
     assert "seed 3" in text and "| hammer | request_error | 1 |" in text
