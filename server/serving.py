@@ -6,22 +6,25 @@ Non-streaming responses are the streaming events collected, so both modes agree 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence, Union
 
 from hammer.server.admission import AdmissionGate, Ticket
 from hammer.server.agent_loop import answer_messages, answered_calls, call_key, has_tool_results
 from hammer.server.backends.base import (
     Backend,
     ConstraintRejected,
+    EngineUnavailable,
     GenerationRequest,
     ModelInfo,
     OutputConstraint,
+    RequestRejected,
     SamplingParams,
     TokenLogprob,
 )
@@ -121,6 +124,23 @@ def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    """The backend layer's errors as the HTTP errors clients see (the one place they are mapped)."""
+    try:
+        yield
+    except EngineUnavailable as exc:
+        raise BackendUnavailable(exc.message, code=exc.code) from exc
+    except RequestRejected as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
+@contextlib.asynccontextmanager
+async def _async_engine_errors() -> AsyncIterator[None]:
+    with engine_errors():
+        yield
+
+
 class ChatService:
     def __init__(self, backend: Backend, info: ModelInfo, settings: Settings, metrics: Metrics) -> None:
         self.backend = backend
@@ -144,7 +164,8 @@ class ChatService:
         if len(request.messages) > self.settings.max_messages:
             raise InvalidRequest(f"Too many messages: {len(request.messages)} given, at most "
                                  f"{self.settings.max_messages} allowed.", param="messages")
-        return await asyncio.to_thread(self._prepare, request)
+        with engine_errors():
+            return await asyncio.to_thread(self._prepare, request)
 
     def _prepare(self, request: ChatCompletionRequest) -> Prepared:
         reject_undecodable_text(request)
@@ -224,7 +245,7 @@ class ChatService:
         """
         limit = self.settings.request_timeout
         try:
-            async with asyncio.timeout(limit), self.gate.slot(ticket):
+            async with asyncio.timeout(limit), self.gate.slot(ticket), _async_engine_errors():
                 stream = (self._content_events(prepared.generation, prepared, prepared.prompt_tokens)
                           if prepared.plan.mode == ToolMode.NONE else self._tool_events(prepared))
                 async for event in stream:

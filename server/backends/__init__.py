@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from hammer.server.errors import BackendUnavailable
+from hammer.server.backends.base import EngineUnavailable
 
 if TYPE_CHECKING:
     from hammer.server.backends.base import Backend
@@ -28,7 +28,7 @@ def load_backend(settings: Settings) -> Backend:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BackendUnavailable(
+        raise EngineUnavailable(
             f"backend {settings.backend!r} needs a package that is not installed ({exc.name}); "
             f"install it with: pip install 'hammer-server[{settings.backend}]'"
         ) from exc

@@ -21,8 +21,24 @@ class OutputConstraint:
     suffix: str = ""
 
 
-class ConstraintRejected(ValueError):
+class RequestRejected(ValueError):
+    """The engine refused a request as invalid (e.g. vLLM's own checks): the client's fault.
+
+    Backends raise these backend-level errors; the serving layer maps them to HTTP, in one place.
+    """
+
+
+class ConstraintRejected(RequestRejected):
     """The engine cannot decode under this constraint (too large, unsupported): the client's fault."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot serve now (not loaded, stopped, failed to load): the client may retry later."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 @dataclass(frozen=True)

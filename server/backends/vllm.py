@@ -19,10 +19,18 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 import vllm
-from hammer.server.backends.base import Backend, Chunk, GenerationRequest, ModelInfo, OutputConstraint, TokenLogprob
+from hammer.server.backends.base import (
+    Backend,
+    Chunk,
+    EngineUnavailable,
+    GenerationRequest,
+    ModelInfo,
+    OutputConstraint,
+    RequestRejected,
+    TokenLogprob,
+)
 from hammer.server.backends.special_text import fragments
 from hammer.server.chat_template import render_chat_template
-from hammer.server.errors import BackendUnavailable, InvalidRequest
 from hammer.server.settings import Settings
 from vllm import SamplingParams as VLLMSamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
@@ -58,18 +66,18 @@ def structural_tag(constraint: OutputConstraint) -> str:
 
 
 def check_settings(settings: Settings) -> str:
-    """The model to load, or ``BackendUnavailable`` naming the setting that cannot work with vLLM."""
+    """The model to load, or ``EngineUnavailable`` naming the setting that cannot work with vLLM."""
     if settings.model is None:
-        raise BackendUnavailable("--backend vllm needs --model: a Hugging Face model directory or hub id "
+        raise EngineUnavailable("--backend vllm needs --model: a Hugging Face model directory or hub id "
                                  "(the embedded default model is a GGUF file for the llama backend)")
     if settings.model.endswith(".gguf"):
-        raise BackendUnavailable(f"--backend vllm serves Hugging Face models, not GGUF files ({settings.model}); "
+        raise EngineUnavailable(f"--backend vllm serves Hugging Face models, not GGUF files ({settings.model}); "
                                  "use --backend llama, or pass the model's Hugging Face directory")
     if settings.n_gpu_layers != 0 or settings.n_threads is not None:
-        raise BackendUnavailable("--n-gpu-layers and --n-threads are llama.cpp settings; with --backend vllm "
+        raise EngineUnavailable("--n-gpu-layers and --n-threads are llama.cpp settings; with --backend vllm "
                                  "use --tensor-parallel-size and --gpu-memory-utilization")
     if Path(settings.model).exists() and not (Path(settings.model) / "config.json").is_file():
-        raise BackendUnavailable(f"{settings.model} is not a Hugging Face model directory (no config.json)")
+        raise EngineUnavailable(f"{settings.model} is not a Hugging Face model directory (no config.json)")
     return settings.model
 
 
@@ -83,12 +91,12 @@ def extra_engine_args(settings_keys: set[str]) -> dict[str, Any]:
     try:
         extra = json.loads(raw) if raw else {}
     except json.JSONDecodeError as exc:
-        raise BackendUnavailable(f"{EXTRA_ARGS_ENV} is not valid JSON: {exc}") from None
+        raise EngineUnavailable(f"{EXTRA_ARGS_ENV} is not valid JSON: {exc}") from None
     if not isinstance(extra, dict):
-        raise BackendUnavailable(f"{EXTRA_ARGS_ENV} must be a JSON object of vLLM engine arguments")
+        raise EngineUnavailable(f"{EXTRA_ARGS_ENV} must be a JSON object of vLLM engine arguments")
     clash = sorted(settings_keys & extra.keys())
     if clash:
-        raise BackendUnavailable(f"{EXTRA_ARGS_ENV} sets {', '.join(clash)}, which hammer settings already set; "
+        raise EngineUnavailable(f"{EXTRA_ARGS_ENV} sets {', '.join(clash)}, which hammer settings already set; "
                                  "use the hammer flags for these")
     return extra
 
@@ -111,7 +119,7 @@ def engine_args(settings: Settings, model: str) -> AsyncEngineArgs:
     try:
         return AsyncEngineArgs(**args, **extra)
     except TypeError as exc:  # an unknown key in the extra arguments
-        raise BackendUnavailable(f"{EXTRA_ARGS_ENV}: {exc}") from None
+        raise EngineUnavailable(f"{EXTRA_ARGS_ENV}: {exc}") from None
 
 
 def special_strings(tokenizer: Any) -> frozenset[str]:
@@ -143,7 +151,7 @@ class VLLMBackend(Backend):
             # fine at startup: nothing is served before it finishes.
             self._engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # any load failure must stop startup with its reason
-            raise BackendUnavailable(f"vLLM could not load {model}: {type(exc).__name__}: {exc}") from exc
+            raise EngineUnavailable(f"vLLM could not load {model}: {type(exc).__name__}: {exc}") from exc
         self._tokenizer = self._engine.get_tokenizer()
         bos = getattr(self._tokenizer, "bos_token_id", None)
         self._adds_bos = bos is not None and bos in self._tokenizer.encode("", add_special_tokens=True)
@@ -173,7 +181,7 @@ class VLLMBackend(Backend):
     @property
     def engine(self) -> AsyncLLM:
         if self._engine is None:
-            raise BackendUnavailable("the model is not loaded")
+            raise EngineUnavailable("the model is not loaded")
         return self._engine
 
     def tokenize(self, prompt: str, plain_texts: Sequence[str] = ()) -> list[int]:
@@ -232,7 +240,7 @@ class VLLMBackend(Backend):
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         engine = self.engine
         if (problem := self.health_error()) is not None:  # a dead engine would leave the request waiting
-            raise BackendUnavailable(problem)
+            raise EngineUnavailable(problem)
         request_id = f"hammer-{uuid.uuid4().hex}"
         prompt = TokensPrompt(prompt_token_ids=self.tokenize(request.prompt, request.plain_texts))
         stream = engine.generate(prompt, self.sampling_params(request), request_id)
@@ -244,7 +252,7 @@ class VLLMBackend(Backend):
                 tokens += len(completion.token_ids)
                 finish = completion.finish_reason
                 if output.finished and finish not in ("stop", "length"):
-                    raise BackendUnavailable(f"vLLM ended the generation: {finish}")
+                    raise EngineUnavailable(f"vLLM ended the generation: {finish}")
                 logprobs = self._logprobs(completion, request.params.logprobs)
                 if output.finished:
                     finished = True
@@ -253,15 +261,15 @@ class VLLMBackend(Backend):
                 if completion.text or logprobs:
                     yield Chunk(completion.text, logprobs=logprobs)
             finished = True
-            raise BackendUnavailable("vLLM ended the generation without a finish reason")
+            raise EngineUnavailable("vLLM ended the generation without a finish reason")
         except _ClientError as exc:
             finished = True
-            raise InvalidRequest(f"vLLM rejected the request: {exc}") from exc
-        except (BackendUnavailable, InvalidRequest):
+            raise RequestRejected(f"vLLM rejected the request: {exc}") from exc
+        except EngineUnavailable:
             raise
         except Exception as exc:
             finished = True
-            raise BackendUnavailable(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+            raise EngineUnavailable(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
         finally:
             if not finished:
                 # The client left (generator closed) or the task was cancelled: free the

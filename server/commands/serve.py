@@ -86,7 +86,7 @@ def _settings(args: argparse.Namespace) -> Any:
 def _preflight(settings: Any) -> Any:
     """Check what can be checked before uvicorn starts; the backend, loaded (not started) if it can be."""
     from hammer.server.backends import load_backend
-    from hammer.server.errors import BackendUnavailable
+    from hammer.server.backends.base import EngineUnavailable
 
     try:
         settings.api_keys()
@@ -98,7 +98,7 @@ def _preflight(settings: Any) -> Any:
         backend = load_backend(settings)
     except ValueError as exc:
         raise StartupFailed(f"{exc} (--backend)") from None
-    except BackendUnavailable as exc:
+    except EngineUnavailable as exc:
         raise StartupFailed(exc.message) from None
     if settings.backend == "llama":
         _check_gguf(settings)
@@ -107,7 +107,7 @@ def _preflight(settings: Any) -> Any:
 
         try:
             check_settings(settings)
-        except BackendUnavailable as exc:
+        except EngineUnavailable as exc:
             raise StartupFailed(exc.message) from None
     _check_port(settings.host, settings.port, "--port")
     if settings.metrics_port is not None:

@@ -91,8 +91,8 @@ class TestSettingsConflicts:
 
 def _conflict_errors() -> dict[str, str]:
     """Run in the vLLM interpreter: the startup error each conflicting setting gives."""
+    from hammer.server.backends.base import EngineUnavailable
     from hammer.server.backends.vllm import check_settings, engine_args
-    from hammer.server.errors import BackendUnavailable
     from hammer.server.settings import Settings
 
     errors: dict[str, str] = {}
@@ -102,7 +102,7 @@ def _conflict_errors() -> dict[str, str]:
         try:
             engine_args(settings, check_settings(settings))
             errors[case] = "accepted"
-        except BackendUnavailable as exc:
+        except EngineUnavailable as exc:
             errors[case] = exc.message
     return errors
 
@@ -238,10 +238,9 @@ def _tokenize_checks(model_dir: str) -> dict:
 def _engine_checks(model_dir: str) -> dict:
     """Run in the vLLM interpreter: start the backend in-process and exercise it."""
     import psutil  # a vLLM dependency
-    from hammer.server.backends.base import GenerationRequest, OutputConstraint, SamplingParams
+    from hammer.server.backends.base import EngineUnavailable, GenerationRequest, OutputConstraint, SamplingParams
     from hammer.server.backends.vllm import VLLMBackend
     from hammer.server.constraints import calls_schema, plan_tools
-    from hammer.server.errors import BackendUnavailable
     from hammer.server.grammar import SchemaLimits
     from hammer.server.protocol import Tool
     from hammer.server.settings import Settings
@@ -302,7 +301,7 @@ def _engine_checks(model_dir: str) -> dict:
             try:
                 await collect(backend, fixed)
                 report["death"]["generate_after"] = "served"
-            except BackendUnavailable as exc:
+            except EngineUnavailable as exc:
                 report["death"]["generate_after"] = f"503: {exc.message}"
             report["death"]["health_after"] = backend.health_error()
         finally:
