@@ -8,7 +8,7 @@ on free ports with the same GGUF and context length, then runs one ``hammer eval
 (accuracy by BFCL's AST rules, share of calls valid against their schema, errors, latency).
 A peer request that hangs is cut by ``--timeout`` and counted as an error.
 Needs ``pip install -e '.[llama,eval]' sse-starlette starlette-context`` (the peer server's extras)
-and ``pip install --no-deps bfcl-eval``.
+and ``pip install --no-deps bfcl-eval==2026.3.23``.
 """
 
 from __future__ import annotations

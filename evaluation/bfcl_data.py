@@ -1,6 +1,6 @@
 """BFCL's test entries and possible answers, read from the installed ``bfcl-eval`` wheel (no network).
 
-Install the data without BFCL's heavy runtime: ``pip install --no-deps bfcl-eval``.
+Install the data without BFCL's heavy runtime: ``pip install --no-deps bfcl-eval==2026.3.23``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def data_dir() -> Path:
     """``bfcl_eval/data`` of the installed wheel, found without importing BFCL's runtime."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("BFCL data not found: `pip install --no-deps bfcl-eval`")
+        raise FileNotFoundError("BFCL data not found: `pip install --no-deps bfcl-eval==2026.3.23`")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 

@@ -1,26 +1,29 @@
 """BFCL functions → OpenAI ``tools``, as BFCL's handlers for function-calling models build them.
 
-Follows ``bfcl_eval.model_handler.utils.convert_to_tool`` with ``GORILLA_TO_OPENAPI`` for the
-OpenAI style: BFCL type names become JSON Schema types (dict→object, float→number with
-``format: float`` and a note in the description, tuple→array), a property without a type is a
-string, and dots in function names become underscores (OpenAI names match
-``^[a-zA-Z0-9_-]{1,64}$``). One deliberate difference: ``any`` gets no ``type`` at all (any JSON
-value is accepted) where BFCL says ``string``.
+The rules of ``bfcl_eval.model_handler.utils.convert_to_tool`` for OpenAI-style models, with
+BFCL's own type table (``GORILLA_TO_OPENAPI``, imported from the installed wheel): each BFCL type
+name becomes its JSON Schema type (dict→object, float→number, tuple→array, any→string, an unknown
+name→string), a float property also gets ``format: float`` and " This is a float type value." in
+its description, a property without a type is a string, and dots in function names become
+underscores (OpenAI names match ``^[a-zA-Z0-9_-]{1,64}$``). BFCL's module is not imported itself:
+it creates result folders next to the installed wheel and needs tree_sitter, filelock and tenacity.
+tests/evaluation/test_eval_bfcl_conformance.py checks that the tools equal ``convert_to_tool``'s
+for every entry of every supported category.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from typing import Any
 
-GORILLA_TO_OPENAPI: dict[str, str] = {
-    "integer": "integer", "number": "number", "float": "number", "string": "string", "boolean": "boolean",
-    "bool": "boolean", "array": "array", "list": "array", "dict": "object", "object": "object", "tuple": "array",
-    "byte": "integer", "short": "integer", "long": "integer", "double": "number", "char": "string",
-    "String": "string", "Bigint": "integer",
-}
-ANY_TYPES = ("any", "Any")
+
+@functools.cache
+def _bfcl_types() -> dict[str, str]:
+    from bfcl_eval.constants.type_mappings import GORILLA_TO_OPENAPI
+
+    return GORILLA_TO_OPENAPI
 
 
 def openai_name(name: str) -> str:
@@ -30,13 +33,11 @@ def openai_name(name: str) -> str:
 def _convert_schema(node: dict[str, Any], is_property: bool) -> dict[str, Any]:
     node = copy.deepcopy(node)
     bfcl_type = node.get("type")
-    if bfcl_type in ANY_TYPES:
-        del node["type"]
-    elif bfcl_type is None:
+    if bfcl_type is None:
         if is_property:
             node["type"] = "string"
     else:
-        node["type"] = GORILLA_TO_OPENAPI.get(bfcl_type, "string")
+        node["type"] = _bfcl_types().get(bfcl_type, "string")
         if bfcl_type == "float" and is_property:
             node["format"] = "float"
             node["description"] = node.get("description", "") + " This is a float type value."

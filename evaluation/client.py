@@ -97,7 +97,8 @@ def complete(client: Any, model: str, messages: list[dict[str, Any]], tools: lis
         except (openai.APIConnectionError, openai.APIStatusError) as exc:
             reply.latency_s = time.perf_counter() - start
             status = getattr(exc, "status_code", None)
-            reply.error = f"HTTP {status}: {_message(exc)}" if status else f"connection error: {connection_problem(exc)}"
+            reply.error = (f"HTTP {status}: {_message(exc)}" if status
+                           else f"connection error: {connection_problem(exc)}")
             if attempt < retries and (status is None or status in RETRY_STATUSES):
                 time.sleep(backoff_s * 2 ** attempt)
                 continue

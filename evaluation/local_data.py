@@ -52,8 +52,8 @@ def _expected_call(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def load_local(name: str, path: str | Path, limit: int | None = None, *, seed: int = 0,
                first: bool = False) -> list[Entry]:
     """The data set's entries (``limit`` of them spread over the file, as ``bfcl_data.load_category``
-    picks them; the first ``limit`` with ``first``); a malformed file or row is a ``ValueError`` naming the file, the row
-    (``path:line`` for JSON Lines, ``path:[index]`` for a JSON list) and the field."""
+    picks them; the first ``limit`` with ``first``); a malformed file or row is a ``ValueError`` naming
+    the file, the row (``path:line`` for JSON Lines, ``path:[index]`` for a JSON list) and the field."""
     path = Path(path)
     with path.open(encoding="utf-8") as f:
         if path.suffix == ".jsonl":

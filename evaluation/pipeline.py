@@ -142,7 +142,8 @@ def evaluate(config: EvalConfig) -> Path:
                              "masked": masked, "summary": summarize(records), "records": records})
     settings = {"command": config.command, "categories": config.categories, "datasets": config.datasets,
                 "limit": config.limit, "sample": _sample_name(config), "seed": config.options.seed,
-                "timeout_s": config.options.timeout_s, "max_tokens": config.options.max_tokens, "workers": config.options.workers}
+                "timeout_s": config.options.timeout_s, "max_tokens": config.options.max_tokens,
+                "workers": config.options.workers}
     with (config.output / "results.json").open("w", encoding="utf-8") as f:
         json.dump({"config": settings, "runs": runs}, f, indent=1, default=str)
     (config.output / "records.partial.jsonl").unlink()

@@ -55,7 +55,7 @@ def write_report(directory: Path, runs: list[dict[str, Any]], config: dict[str, 
     lines = ["# hammer eval report", "",
              f"Command: `{config['command']}`", "",
              f"Sample: {config['sample']}.", "",
-             ("Scored with BFCL's AST rules (bfcl-eval's checker, ported); irrelevance entries pass when no "
+             ("Scored by bfcl-eval's own AST checker; irrelevance entries pass when no "
               "function is called. Request errors never count as passes."), ""]
     for run in runs:
         lines.append(f"- **{run_name(run)}**: `{run['base_url']}`, model `{run['model']}`")

@@ -1,4 +1,4 @@
-"""A verdict per entry: BFCL's AST rules, (ir)relevance detection, and schema validity of each call.
+"""A verdict per entry: bfcl-eval's AST checker, (ir)relevance detection, and schema validity of each call.
 
 Decoding follows BFCL's OpenAI function-calling handler: each returned tool call becomes
 ``{name: json.loads(arguments)}``; a reply without tool calls decodes to no call. Names are
@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hammer.evaluation.ast_checker import ast_checker
+from hammer.evaluation import bfcl_checker
 from hammer.evaluation.client import Reply
 from hammer.evaluation.entries import Entry
 
@@ -101,5 +101,5 @@ def score(entry: Entry, tools: list[dict[str, Any]], names: dict[str, str], repl
         return Verdict(False, "ast_decoder:decoder_wrong_output_format", [str(calls)], calls, has_call, **counts)
     if not calls:
         return Verdict(False, "ast_decoder:no_call", [(reply.content or "")[:300]], calls, False, **counts)
-    check = ast_checker(entry.functions, calls, entry.answers, entry.category)
-    return Verdict(check.valid, check.error_type, check.errors, calls, has_call, **counts)
+    check = bfcl_checker.check(entry.functions, calls, entry.answers, entry.category)
+    return Verdict(check["valid"], check.get("error_type", ""), check.get("error", []), calls, has_call, **counts)

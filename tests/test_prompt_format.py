@@ -46,7 +46,7 @@ def bfcl_hammer_handler() -> type:
     """BFCL's own Hammer handler, loaded from the bfcl-eval wheel with its heavy imports stubbed."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None:
-        pytest.fail("bfcl-eval is not installed (pip install --no-deps bfcl-eval)")
+        pytest.fail("bfcl-eval is not installed (pip install --no-deps bfcl-eval==2026.3.23)")
     source = Path(next(iter(spec.submodule_search_locations))) / "model_handler/local_inference/hammer.py"
     stubs = {
         "bfcl_eval.model_handler.local_inference.base_oss_handler": {"OSSHandler": object},

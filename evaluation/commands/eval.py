@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="DIR", help="directory for results.json and report.md")
     parser.add_argument("--mask-names", action="store_true",
                         help="also run every entry with random function and parameter names, and report the drop")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample and of --mask-names (default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the --limit sample and of --mask-names (default: 0)")
     parser.add_argument("--compare", metavar="URL2", help="a second endpoint to run the same entries against")
     parser.add_argument("--compare-model", metavar="NAME2", help="model name for --compare (default: its first model)")
     parser.add_argument("--compare-api-key", default="EMPTY", help="bearer token for --compare")

@@ -26,11 +26,13 @@ def test_f1_counts_names_and_arguments_as_multisets():
 def test_loader_accepts_xlam_json_strings_openai_tools_and_messages(tmp_path):
     path = tmp_path / "api_bank.jsonl"
     rows = [
-        {"id": "w1", "query": "weather in Paris", "answers": '[{"name": "weather", "arguments": "{\\"city\\": \\"Paris\\"}"}]',
+        {"id": "w1", "query": "weather in Paris",
+         "answers": '[{"name": "weather", "arguments": "{\\"city\\": \\"Paris\\"}"}]',
          "tools": json.dumps([{"name": "weather", "description": "w", "parameters": {
              "city": {"type": "str", "description": "c"}, "days": {"type": "int, optional", "description": "d"}}}])},
         {"messages": [{"role": "user", "content": "hi"}], "answers": [],
-         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]},
+         "tools": [{"type": "function",
+                    "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]},
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     first, second = load_local("api-bank", path)

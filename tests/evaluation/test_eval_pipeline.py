@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
 import pytest
+from hammer.evaluation.bfcl_data import load_category
 
 from hammer.cli import main
-from hammer.evaluation.bfcl_data import load_category
 from tests.evaluation.fake_endpoint import JSONHandler
 
 pytest.importorskip("bfcl_eval")

@@ -31,7 +31,8 @@ def verdict(e: Entry, *calls: tuple[str, dict | str], error: str | None = None):
     return score(e, tools, names, reply)
 
 
-SIMPLE = entry("simple_python", [AREA], [{"geometry.area": {"width": [3], "height": [2.5], "unit": ["m", "meters", ""]}}])
+SIMPLE = entry("simple_python", [AREA],
+               [{"geometry.area": {"width": [3], "height": [2.5], "unit": ["m", "meters", ""]}}])
 
 
 def test_right_call_passes_with_the_underscored_name_mapped_back():
@@ -77,7 +78,8 @@ def test_parallel_calls_match_in_any_order_but_each_answer_once():
     assert verdict(parallel, ("weather", {"city": "Rome"}), ("weather", {"city": "Paris"})).passed
     twice = verdict(parallel, ("weather", {"city": "Rome"}), ("weather", {"city": "Rome"}))
     assert not twice.passed and twice.error_type == "parallel_function_checker_no_order:cannot_find_match"
-    assert verdict(parallel, ("weather", {"city": "Rome"})).error_type == "parallel_function_checker_no_order:wrong_count"
+    assert verdict(parallel, ("weather", {"city": "Rome"})).error_type == \
+        "parallel_function_checker_no_order:wrong_count"
 
 
 def test_irrelevance_passes_only_without_a_call():
@@ -109,9 +111,10 @@ def test_a_request_error_is_never_a_pass(category):
 
 
 def test_nested_dict_and_list_of_dicts():
-    fn = {"name": "book", "description": "", "parameters": {"type": "dict", "required": ["guest", "rooms"], "properties": {
-        "guest": {"type": "dict", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}},
-        "rooms": {"type": "array", "items": {"type": "dict", "properties": {"beds": {"type": "integer"}}}}}}}
+    fn = {"name": "book", "description": "", "parameters": {
+        "type": "dict", "required": ["guest", "rooms"], "properties": {
+            "guest": {"type": "dict", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}},
+            "rooms": {"type": "array", "items": {"type": "dict", "properties": {"beds": {"type": "integer"}}}}}}}
     e = entry("simple_python", [fn], [{"book": {"guest": [{"name": ["Ann Lee"], "age": [30, ""]}],
                                                "rooms": [[{"beds": [2]}, {"beds": [1]}]]}}])
     assert verdict(e, ("book", {"guest": {"name": "ann lee"}, "rooms": [{"beds": 2}, {"beds": 1}]})).passed
