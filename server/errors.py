@@ -74,8 +74,18 @@ def validation_error(errors: list[dict[str, Any]]) -> InvalidRequest:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     if first.get("type") == "json_invalid":
         return InvalidRequest(f"The request body is not valid JSON: {first.get('msg')}", code="invalid_json")
-    messages = "; ".join(f"{param_path(e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in errors[:5])
+    unknown = [param_path(e["loc"]) for e in errors if e.get("type") == "extra_forbidden" and len(e["loc"]) == 2]
+    if unknown:  # OpenAI's own wording, for top-level parameters this server does not know
+        return InvalidRequest(f"Unrecognized request argument{'s' if len(unknown) > 1 else ''} supplied: "
+                              f"{', '.join(map(str, unknown))}", param=unknown[0])
+    messages = "; ".join(f"{param_path(e.get('loc', ())) or 'body'}: {_message(e)}" for e in errors[:5])
     return InvalidRequest(f"Invalid request: {messages}", param=param_path(first.get("loc", ())))
+
+
+def _message(error: dict[str, Any]) -> str:
+    """pydantic's message without its "Value error, " prefix (our validators' own sentences)."""
+    message = str(error.get("msg", ""))
+    return message.removeprefix("Value error, ")
 
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})

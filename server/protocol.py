@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_serializer
 
 
 class _Model(BaseModel):
-    # Unknown request fields are ignored, as OpenAI-compatible servers commonly do; known ones must
-    # have their JSON type (strict: no "1" for 1, no 0 for false, no 1.0 for an integer).
+    # Unknown fields inside messages and tools are ignored (SDKs echo back fields such as
+    # ``refusal`` or ``annotations``); known ones must have their JSON type (strict: no "1" for 1,
+    # no 0 for false, no 1.0 for an integer).
     model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class _Request(_Model):
+    # A top-level parameter this server does not know is refused, as OpenAI refuses it
+    # ("Unrecognized request argument supplied"): accepting and ignoring it would let the client
+    # believe it got what it asked for.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def only(*allowed: Any, why: str) -> AfterValidator:
+    """An OpenAI parameter this server cannot honour: accepted only at values that ask for nothing.
+
+    >>> from pydantic import TypeAdapter, ValidationError
+    >>> adapter = TypeAdapter(Annotated[bool | None, only(None, False, why="not stored")])
+    >>> adapter.validate_python(False), adapter.validate_python(None)
+    (False, None)
+    >>> try:
+    ...     adapter.validate_python(True)
+    ... except ValidationError as error:
+    ...     print(error.errors()[0]["msg"])
+    Value error, not stored (accepted: null, false)
+    """
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise ValueError(f"{why} (accepted: {', '.join(json.dumps(a) for a in allowed)})")
+        return value
+    return AfterValidator(check)
+
+
+Metadata = Annotated[dict[Annotated[str, StringConstraints(max_length=64)],
+                          Annotated[str, StringConstraints(max_length=512)]], Field(max_length=16)]
+ServiceTier = Annotated[Literal["auto", "default", "flex", "scale", "priority"] | None,
+                        only(None, "auto", "default", why="this server has one processing tier")]
 
 
 class TextPart(_Model):
@@ -110,7 +145,7 @@ class StreamOptions(_Model):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Model):
+class ChatCompletionRequest(_Request):
     model: str
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
@@ -138,6 +173,22 @@ class ChatCompletionRequest(_Model):
     # Legacy function calling: mapped to tools / tool_choice, answered with ``message.function_call``.
     functions: list[FunctionDefinition] | None = Field(default=None, min_length=1)
     function_call: Literal["none", "auto"] | NamedFunction | None = None
+    # Labels and hints that ask for no behaviour here: metadata tags a stored completion (none are
+    # stored, so OpenAI too keeps nothing), prompt_cache_key routes to a cache (prompt prefixes
+    # are cached for every request), safety_identifier is the newer `user`.
+    metadata: Metadata | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # OpenAI parameters this server cannot honour: a 400 naming them unless they ask for nothing.
+    store: Annotated[bool | None, only(None, False, why="chat completions are not stored here; the Responses "
+                                                          "API (POST /v1/responses) stores responses")] = None
+    service_tier: ServiceTier = None
+    reasoning_effort: Annotated[Any, only(None, why="the model does not reason")] = None
+    verbosity: Annotated[Any, only(None, why="text verbosity is not adjustable here")] = None
+    modalities: Annotated[list[str] | None, only(None, ["text"], why="only text is generated")] = None
+    audio: Annotated[Any, only(None, why="only text is generated")] = None
+    prediction: Annotated[Any, only(None, why="predicted outputs are not supported")] = None
+    web_search_options: Annotated[Any, only(None, why="there is no web search here")] = None
 
 
 class Usage(BaseModel):

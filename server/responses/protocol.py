@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal, Union
 
-from hammer.server.protocol import InvalidToolCall, _Model
-from pydantic import BaseModel, Discriminator, Field, StringConstraints, Tag, model_serializer
+from hammer.server.protocol import InvalidToolCall, Metadata, ServiceTier, _Model, _Request, only
+from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_serializer
 
 
 class InputTextPart(_Model):
@@ -80,11 +80,17 @@ class TextConfig(_Model):
     format: TextFormat | None = None
 
 
-MetadataKey = Annotated[str, StringConstraints(max_length=64)]
-MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+def _no_reasoning(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value and any(v is not None for v in value.values()):
+        raise ValueError("the model does not reason (accepted: null, {}, or only null settings)")
+    return value
 
 
-class ResponsesRequest(_Model):
+class StreamOptions(_Model):
+    include_obfuscation: bool = True  # padding against length side channels: nothing to pad on this wire
+
+
+class ResponsesRequest(_Request):
     model: str
     # The list first: a bad item's error then names it (``input[2].call_id``), not the string branch.
     input: list[InputItem] | str | None = None
@@ -96,11 +102,26 @@ class ResponsesRequest(_Model):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     text: TextConfig | None = None
-    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)] | None = None
+    metadata: Metadata | None = None
     user: str | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     store: bool = True
     previous_response_id: str | None = None
+    # Hints that ask for no behaviour here (see ChatCompletionRequest).
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # OpenAI parameters this server cannot honour: a 400 naming them unless they ask for nothing.
+    service_tier: ServiceTier = None
+    include: Annotated[list[str] | None, only(None, [], why="no additional output data can be included")] = None
+    truncation: Annotated[Literal["auto", "disabled"] | None, only(
+        None, "disabled", why="input that does not fit the context is refused, never truncated")] = None
+    reasoning: Annotated[dict[str, Any] | None, AfterValidator(_no_reasoning)] = None
+    background: Annotated[bool | None, only(None, False, why="responses are generated in the foreground")] = None
+    max_tool_calls: Annotated[int | None, only(None, why="the number of tool calls cannot be capped here")] = None
+    top_logprobs: Annotated[int | None, only(None, why="logprobs are served by the chat completions API")] = None
+    conversation: Annotated[Any, only(None, why="conversations are not stored here; use previous_response_id")] = None
+    prompt: Annotated[Any, only(None, why="stored prompt templates are not supported")] = None
 
 
 # -- the Response object ---------------------------------------------------------------------------
