@@ -1,20 +1,18 @@
-"""llama.cpp backend (llama-cpp-python): GGUF models, GBNF-constrained decoding, one generation at a time."""
+"""llama.cpp backend (llama-cpp-python): GGUF models, GBNF-constrained decoding, ``--parallel`` generations
+batched together with a prefix cache (``llamacpp_engine``)."""
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import ctypes
 import dataclasses
 import functools
 import json
 import os
-import threading
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
 
 import llama_cpp
-import numpy as np
 from hammer.server.backends.base import (
     Backend,
     Chunk,
@@ -22,15 +20,15 @@ from hammer.server.backends.base import (
     GenerationRequest,
     ModelInfo,
     OutputConstraint,
-    TokenLogprob,
 )
+from hammer.server.backends.llamacpp_engine import BatchEngine, Emit, EngineConfig, GenerationStopped, Job
+from hammer.server.backends.llamacpp_sampler import SequenceSampler
+from hammer.server.backends.prefix_cache import CacheStats
 from hammer.server.backends.special_text import fragments
-from hammer.server.backends.stops import StopMatcher
 from hammer.server.chat_template import render_chat_template
 from hammer.server.errors import BackendUnavailable
 from hammer.server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
 from hammer.server.settings import Settings
-from llama_cpp.llama_grammar import LlamaGrammar
 
 
 def constraint_grammar(constraint: OutputConstraint, limits: SchemaLimits) -> str:
@@ -67,38 +65,6 @@ def special_strings(llama: llama_cpp.Llama) -> frozenset[str]:
     return frozenset(text for text in texts if text)
 
 
-def logit_bias_processor(bias: tuple[tuple[int, float], ...]) -> llama_cpp.LogitsProcessorList | None:
-    """OpenAI's ``logit_bias`` as a llama-cpp-python logits processor (None when there is none)."""
-    if not bias:
-        return None
-    ids = np.array([token for token, _ in bias], dtype=np.intc)
-    values = np.array([value for _, value in bias], dtype=np.single)
-
-    def add_bias(_: Any, scores: np.ndarray) -> np.ndarray:
-        scores[ids] += values
-        return scores
-
-    return llama_cpp.LogitsProcessorList([add_bias])
-
-
-def token_logprob(llama: llama_cpp.Llama, token: int, top: int) -> TokenLogprob:
-    """The just-sampled ``token``'s logprob under the model's distribution (before the grammar, the
-    penalties and the bias; as OpenAI reports), from the logits still in the context."""
-    vocab_size = llama_cpp.llama_vocab_n_tokens(llama._model.vocab)
-    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(vocab_size,))
-    peak = float(logits.max())
-    logprobs = logits - (peak + float(np.log(np.exp(logits - peak).sum())))
-
-    def described(t: int) -> tuple[str, float, tuple[int, ...]]:
-        raw = llama.detokenize([t])
-        return raw.decode("utf-8", "replace"), float(logprobs[t]), tuple(raw)
-
-    best = np.argpartition(-logprobs, top)[:top] if top else np.array([], dtype=int)
-    alternatives = sorted((described(int(t)) for t in best), key=lambda d: -d[1])
-    text, logprob, raw = described(token)
-    return TokenLogprob(text, logprob, raw, tuple(alternatives))
-
-
 # GGUF keys llama.cpp's converter writes from a model's generation_config.json.
 _SAMPLING_KEYS = {"general.sampling.temp": "temperature", "general.sampling.top_p": "top_p"}
 
@@ -126,61 +92,96 @@ def longest_token(llama: llama_cpp.Llama) -> int:
 
 
 class LlamaCppBackend(Backend):
-    max_concurrency = 1
+    """Generations run in a ``BatchEngine`` (``--parallel`` at once); the vocab-only ``Llama`` tokenizes
+    and reads the GGUF's metadata."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self.max_concurrency = settings.parallel
         self._llama: llama_cpp.Llama | None = None
-        # Held while a decoding thread runs, released by that thread when it ends: the next
-        # generation waits for it even if the previous client left and its task was cancelled.
-        self._idle = asyncio.Lock()
-        # Stop flags of running generations, so shutdown need not wait for a long one to finish.
-        self._running: set[threading.Event] = set()
+        self._model: llama_cpp.llama_model_p | None = None
+        self._engine: BatchEngine | None = None
         # Texts of the vocab's special tokens: parsed as tokens only where the template wrote them.
         self._specials: frozenset[str] = frozenset()
+        # serving counts a prompt's tokens, then generate() needs them again: tokenize once.
+        self._tokenized = functools.lru_cache(maxsize=32)(self._tokenize)
 
     async def start(self) -> ModelInfo:
         path = self._settings.model_path()
         if not os.path.isfile(path):
             raise BackendUnavailable(f"model file not found: {path} (--model expects a .gguf file)")
-        threads = self._settings.n_threads or max(1, (os.cpu_count() or 2) // 2)
         try:
-            self._llama = await asyncio.to_thread(
-                llama_cpp.Llama, model_path=path, n_ctx=self._settings.n_ctx,
-                n_threads=threads, n_threads_batch=threads, n_gpu_layers=self._settings.n_gpu_layers,
-                flash_attn=self._settings.flash_attn, verbose=False)
+            self._llama = await asyncio.to_thread(llama_cpp.Llama, model_path=path, vocab_only=True, verbose=False)
+            self._model = await asyncio.to_thread(self._load_model, path)
+            self._engine = await asyncio.to_thread(BatchEngine, self._model, self._engine_config())
         except (ValueError, RuntimeError) as exc:
+            await self.close()
             raise BackendUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
         self._specials = special_strings(self._llama)
-        return ModelInfo(self._settings.model_name(), self._llama.n_ctx(), {"path": path},
+        return ModelInfo(self._settings.model_name(), self._settings.n_ctx, {"path": path},
                          max_token_chars=longest_token(self._llama),
                          vocab_size=llama_cpp.llama_vocab_n_tokens(self._llama._model.vocab),
                          sampling=recommended_sampling(self._llama.metadata))
 
+    def _load_model(self, path: str) -> llama_cpp.llama_model_p:
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = self._settings.n_gpu_layers
+        model = llama_cpp.llama_model_load_from_file(path.encode("utf-8"), params)
+        if not model:
+            raise ValueError("not a model llama.cpp can load")
+        return model
+
+    def _engine_config(self) -> EngineConfig:
+        settings = self._settings
+        threads = settings.n_threads or max(1, (os.cpu_count() or 2) // 2)
+        return EngineConfig(n_ctx=settings.n_ctx, parallel=settings.parallel, batch_tokens=settings.batch_tokens,
+                            cache_tokens=settings.cache_tokens, threads=threads, flash_attn=settings.flash_attn)
+
     async def close(self) -> None:
+        if self._engine is not None:
+            await asyncio.to_thread(self._engine.close)  # stops running generations, then frees the context
+            self._engine = None
+        if self._model is not None:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
         if self._llama is not None:
-            for cancelled in self._running:
-                cancelled.set()
-            async with self._idle:
-                self._llama.close()
+            self._llama.close()
             self._llama = None
+
+    def health_error(self) -> str | None:
+        if self._engine is not None and not self._engine.alive():
+            return "the llama.cpp engine thread stopped"
+        return None
 
     @property
     def llama(self) -> llama_cpp.Llama:
+        """The tokenizer (a vocab-only ``Llama``)."""
         if self._llama is None:
             raise BackendUnavailable("the model is not loaded")
         return self._llama
 
+    @property
+    def engine(self) -> BatchEngine:
+        if self._engine is None:
+            raise BackendUnavailable("the model is not loaded")
+        return self._engine
+
+    def prefix_cache_stats(self) -> CacheStats | None:
+        return self._engine.cache_stats() if self._engine is not None else None
+
     def tokenize(self, prompt: str, plain_texts: Sequence[str] = ()) -> list[int]:
         """Prompt tokens: the template's markers as special tokens, ``plain_texts`` (client text) as plain text."""
+        return list(self._tokenized(prompt, tuple(plain_texts)))
+
+    def _tokenize(self, prompt: str, plain_texts: tuple[str, ...]) -> tuple[int, ...]:
         llama = self.llama
         tokens: list[int] = []
         for i, (text, special) in enumerate(fragments(prompt, plain_texts, self._specials)):
             tokens += llama.tokenize(text.encode("utf-8"), add_bos=i == 0, special=special)
-        return tokens
+        return tuple(tokens)
 
     def count_tokens(self, prompt: str, plain_texts: Sequence[str] = ()) -> int:
-        return len(self.tokenize(prompt, plain_texts))
+        return len(self._tokenized(prompt, tuple(plain_texts)))
 
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         llama = self.llama
@@ -217,91 +218,44 @@ class LlamaCppBackend(Backend):
         llama_cpp.llama_sampler_free(sampler)
         return True
 
+    def _job(self, request: GenerationRequest, emit: Emit) -> Job:
+        """Tokens and sampler for ``request``, built in a worker thread (not the engine's: a large grammar
+        takes milliseconds to parse, which would stall every running generation)."""
+        engine = self.engine
+        grammar = self._grammar(request.constraint) if request.constraint is not None else None
+        tokens = self.tokenize(request.prompt, request.plain_texts)
+        return Job(tokens, request.params, SequenceSampler(engine.vocab, request.params, grammar), emit)
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk | BaseException] = asyncio.Queue()
-        cancelled = threading.Event()
 
-        def put(item: Chunk | BaseException) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+        def emit(item: Chunk | BaseException) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone at interpreter exit
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        def work() -> None:
-            try:
-                self._decode(request, cancelled, put)
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop is gone at interpreter exit
-                    loop.call_soon_threadsafe(self._idle.release)
-
-        await self._idle.acquire()
-        self._running.add(cancelled)
         try:
-            threading.Thread(target=work, daemon=True).start()
-        except BaseException:
-            self._running.discard(cancelled)
-            self._idle.release()
-            raise
+            job = await asyncio.to_thread(self._job, request, emit)
+        except ConstraintRejected as exc:  # check() passed, so this is the engine's fault: 503 as before
+            raise BackendUnavailable(f"llama.cpp generation failed: {exc}") from exc
+        engine = self.engine
+        try:
+            engine.submit(job)
+        except GenerationStopped:
+            job.sampler.free()
+            raise BackendUnavailable("generation stopped: the server is shutting down") from None
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, BackendUnavailable):
                     raise item
+                if isinstance(item, GenerationStopped):
+                    raise BackendUnavailable("generation stopped: the server is shutting down")
                 if isinstance(item, BaseException):
                     raise BackendUnavailable(f"llama.cpp generation failed: {item}") from item
                 yield item
                 if item.finish_reason is not None:
                     return
         finally:
-            cancelled.set()  # the thread stops at its next token and then releases the model
-            self._running.discard(cancelled)
-
-    def _decode(self, request: GenerationRequest, cancelled: threading.Event,
-                put: Callable[[Chunk | BaseException], None]) -> None:
-        """Runs in a worker thread: sample tokens, hand text to the event loop."""
-        try:
-            llama = self.llama
-            params = request.params
-            grammar = LlamaGrammar.from_string(self._grammar(request.constraint), verbose=False) \
-                if request.constraint else None
-            # generate() seeds the sampler it builds from this; LLAMA_DEFAULT_SEED (2**32 - 1) draws a
-            # fresh seed, so a request without one never reuses an earlier request's.
-            llama.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if params.seed is None
-                           else params.seed % llama_cpp.LLAMA_DEFAULT_SEED)
-            tokens = self.tokenize(request.prompt, request.plain_texts)
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = StopMatcher(params.stop)
-            generated: list[int] = []
-            logprobs: list[TokenLogprob] = []  # of tokens whose text is not sent yet
-            finish = "length"
-            for token in llama.generate(tokens, temp=params.temperature, top_p=params.top_p,
-                                        top_k=0 if params.temperature > 0 else 1, min_p=0.0,
-                                        repeat_penalty=params.repeat_penalty,
-                                        frequency_penalty=params.frequency_penalty,
-                                        presence_penalty=params.presence_penalty,
-                                        logits_processor=logit_bias_processor(params.logit_bias),
-                                        grammar=grammar, reset=True):
-                if cancelled.is_set():  # client gone (nobody reads this) or server shutting down
-                    put(BackendUnavailable("generation stopped: the server is shutting down"))
-                    return
-                if llama_cpp.llama_token_is_eog(llama._model.vocab, token):
-                    finish = "stop"
-                    break
-                if params.logprobs is not None:
-                    logprobs.append(token_logprob(llama, token, params.logprobs))
-                piece = decoder.decode(llama.detokenize([token], prev_tokens=tokens + generated))
-                generated.append(token)
-                text = stops.feed(piece)
-                if stops.stopped:
-                    put(Chunk(text, "stop", len(generated), tuple(logprobs)))
-                    return
-                if text:
-                    put(Chunk(text, logprobs=tuple(logprobs)))
-                    logprobs = []
-                if len(generated) >= params.max_tokens:
-                    break
-            put(Chunk(stops.feed(decoder.decode(b"", final=True)) + stops.flush(), finish, len(generated),
-                      tuple(logprobs)))
-        except BaseException as exc:  # noqa: BLE001 - reported to the awaiting request (503)
-            if self._llama is not None:
-                self._llama.reset()  # forget the cached tokens: the next request evaluates its prompt afresh
-            put(exc)
-
+            job.cancelled.set()  # the engine drops the sequence before its next step
+            engine.wake()
