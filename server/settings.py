@@ -32,6 +32,13 @@ class Settings(BaseSettings):
                                               "all cores oversubscribe a machine that runs anything else)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU (llama.cpp built with GPU support)")
     flash_attn: bool = Field(True, description="llama.cpp: flash attention (prompts evaluate 8-25%% faster on CPU)")
+    parallel: int = Field(4, ge=1, le=64, description="llama.cpp: generations decoded together (continuous "
+                                                      "batching); the rest queue")
+    batch_tokens: int = Field(512, ge=32, description="llama.cpp: most tokens one decode step evaluates (a "
+                                                      "long prompt is evaluated in chunks of this size)")
+    cache_tokens: int = Field(4096, ge=0, description="llama.cpp: KV cells kept for recent prompts, on top of "
+                                                      "--n-ctx (a prompt starting like a cached one evaluates only "
+                                                      "the rest; 0: no cache)")
     api_key: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="API key(s) clients must send, comma-separated; none: no auth")
     api_key_file: Path | None = Field(None, description="file with more API keys, one per line")
