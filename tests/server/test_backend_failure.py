@@ -1,7 +1,7 @@
 """A failure inside the real llama.cpp backend answers 503 and the server recovers without a restart.
 
 The server runs in this process (uvicorn in a thread) on the embedded model so the test can make
-llama.cpp's token loop raise mid-generation, as a failed ``llama_decode`` does.
+llama.cpp's ``llama_decode`` fail mid-generation.
 """
 
 from __future__ import annotations
@@ -46,20 +46,22 @@ def served() -> Iterator[tuple[str, LlamaCppBackend]]:
 
 @pytest.fixture
 def decode_fails_after(served, monkeypatch):
-    """Make the model's token loop raise after ``n`` tokens (instance attribute; undone after the test)."""
-    llama = served[1].llama
-    original = llama.generate
+    """Make the engine's ``llama_decode`` fail as a compute error does, from its ``n``-th call after
+    arming on (0: the prompt's first chunk); an instance attribute, undone after the test."""
+    engine = served[1].engine
+    original = engine._decode
 
     def arm(n: int) -> None:
-        def generate(tokens, **kwargs):
-            for i, token in enumerate(original(tokens, **kwargs)):
-                if i == n:
-                    raise RuntimeError("llama_decode returned -3")
-                yield token
+        calls = 0
 
-        monkeypatch.setattr(llama, "generate", generate)
+        def decode(batch):
+            nonlocal calls
+            calls += 1
+            return -3 if calls > n else original(batch)
 
-    arm.disarm = lambda: monkeypatch.setattr(llama, "generate", original)  # type: ignore[attr-defined]
+        monkeypatch.setattr(engine, "_decode", decode)
+
+    arm.disarm = lambda: monkeypatch.setattr(engine, "_decode", original)  # type: ignore[attr-defined]
     return arm
 
 
