@@ -410,7 +410,7 @@ def logit_bias(bias: dict[str, float] | None, vocab_size: int | None) -> tuple[t
     ((12, 5), (3, -100))
     >>> logit_bias({"hello": 1}, 100)
     Traceback (most recent call last):
-    server.errors.InvalidRequest: logit_bias keys must be token ids of this model (0 to 99); got 'hello'.
+    hammer.server.errors.InvalidRequest: logit_bias keys must be token ids of this model (0 to 99); got 'hello'.
     """
     pairs = []
     for key, value in (bias or {}).items():
@@ -522,7 +522,7 @@ def reject_undecodable_text(request: ChatCompletionRequest) -> None:
     >>> from hammer.server.protocol import ChatCompletionRequest as R
     >>> reject_undecodable_text(R(model="m", messages=[{"role": "user", "content": "a\\ud800"}]))
     Traceback (most recent call last):
-    server.errors.InvalidRequest: messages[0].content holds a lone UTF-16 surrogate, which is not text.
+    hammer.server.errors.InvalidRequest: messages[0].content holds a lone UTF-16 surrogate, which is not text.
     """
     stack: list[tuple[str, Any]] = [("", request.model_dump(by_alias=True, exclude_none=True))]
     while stack:
