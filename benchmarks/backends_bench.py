@@ -146,8 +146,8 @@ def main() -> None:
                 raise SystemExit("vLLM is not installed (see docs/vllm.md); use --skip-vllm")
             hf = args.hf_model or str(hf_from_embedded(workdir / "hf"))
             base = ["--backend", "vllm", "--model", hf, "--served-model-name", model, *args.vllm_args.split()]
-            runs.append(("vLLM", "on", [*base, "--enable-prefix-caching", "true"], python))
-            runs.append(("vLLM", "off", [*base, "--enable-prefix-caching", "false"], python))
+            runs.append(("vLLM", "on", [*base, "--enable-prefix-caching"], python))
+            runs.append(("vLLM", "off", [*base, "--no-enable-prefix-caching"], python))
         for name, caching, flags, python in runs:
             print(f"starting {name} (prefix caching {caching}) ...", file=sys.stderr, flush=True)
             with running_server(*flags, *args.server_args.split(), python=python, startup_timeout=900,

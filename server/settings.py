@@ -76,12 +76,16 @@ class Settings(BaseSettings):
                                  description="assistant content when the model finds no fitting tool")
     # vLLM engine options (backend "vllm"); n_ctx is its max model length.
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs to shard the model over")
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM: share of GPU memory to use")
-    dtype: str = Field("auto", description="vLLM: weight dtype (auto, bfloat16, float16, float32)")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="vLLM: share of GPU memory to use (unset: 0.9); on CPU, the share of RAM "
+                                      "reserved for the model and KV cache (unset: 0.25)")
+    dtype: str = Field("auto", description="vLLM: weight dtype (auto: the checkpoint's on a GPU, float32 on CPU; "
+                                           "bfloat16, float16, float32)")
     quantization: str | None = Field(None, description="vLLM: quantization method (awq, gptq, fp8, ...)")
     max_num_seqs: int = Field(64, ge=1, description="vLLM: most sequences batched at once")
     enable_prefix_caching: bool = Field(True, description="vLLM: reuse the KV cache of shared prompt prefixes")
-    enforce_eager: bool = Field(False, description="vLLM: disable CUDA graphs (needed on CPU)")
+    enforce_eager: bool | None = Field(None, description="vLLM: run the model eagerly, without CUDA graphs or "
+                                                         "compilation (unset: on for CPU, off on a GPU)")
     log_level: str = Field("info", description="log level")
 
     @field_validator("api_key", mode="before")

@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 VLLM_VENV_PYTHON = REPO / ".venv" / "vllm" / "bin" / "python"
 
 # CPU settings: float32 (no bf16 kernels needed), no graphs to capture, and a KV-cache share
-# of memory that leaves room for the other processes of the test run.
-VLLM_CPU_ARGS = ("--dtype", "float32", "--enforce-eager", "true", "--gpu-memory-utilization", "0.25")
+# of memory that leaves room for the other processes of the test run. They are the CPU defaults,
+# written out so that the servers under test exercise the flags too (a switch: --enforce-eager).
+VLLM_CPU_ARGS = ("--dtype", "float32", "--enforce-eager", "--gpu-memory-utilization", "0.25")
 
 
 def free_port() -> int:

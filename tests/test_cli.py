@@ -42,6 +42,41 @@ class TestSettingsFlags:
             assert flag in help_text
 
 
+class TestSwitches:
+    """On/off settings are switch pairs, as in vLLM and llama.cpp, not ``--flag true``."""
+
+    def test_switches_set_and_clear(self):
+        args = build_parser().parse_args(["serve", "--enforce-eager", "--no-flash-attn", "--no-loop-guard",
+                                          "--metrics-public"])
+        settings = settings_from_args(args)
+        assert (settings.enforce_eager, settings.flash_attn, settings.loop_guard, settings.metrics_public) == \
+            (True, False, False, True)
+
+    def test_a_switch_overrides_the_env_and_absent_keeps_it(self, monkeypatch):
+        monkeypatch.setenv("HAMMER_FLASH_ATTN", "false")
+        monkeypatch.setenv("HAMMER_DEDUPE_CALLS", "false")
+        settings = settings_from_args(build_parser().parse_args(["serve", "--flash-attn"]))
+        assert settings.flash_attn is True and settings.dedupe_calls is False
+
+    def test_unset_platform_switch_stays_unset(self):
+        # None lets the vLLM backend choose for the platform (eager on CPU).
+        assert settings_from_args(build_parser().parse_args(["serve"])).enforce_eager is None
+
+    def test_every_boolean_setting_is_a_switch_pair(self):
+        from hammer.server.settings import Settings
+
+        help_text = " ".join(hammer("serve", "--help").stdout.split())
+        booleans = [name for name, field in Settings.model_fields.items() if field.annotation in (bool, bool | None)]
+        assert len(booleans) >= 6
+        for name in booleans:
+            flag = name.replace("_", "-")
+            assert f"--{flag}, --no-{flag}" in help_text, flag
+
+    def test_a_value_after_a_switch_is_refused(self):
+        result = hammer("serve", "--enforce-eager", "true")
+        assert result.returncode == 2 and "unrecognized arguments: true" in result.stderr
+
+
 class TestPromptCommand:
     def test_prints_the_exact_prompt(self, tmp_path):
         request = {"messages": user("What's the weather in Oslo?"), "tools": TOOLS}

@@ -35,6 +35,7 @@ from hammer.server.settings import Settings
 from vllm import SamplingParams as VLLMSamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.inputs import TokensPrompt
+from vllm.platforms import current_platform
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -101,19 +102,50 @@ def extra_engine_args(settings_keys: set[str]) -> dict[str, Any]:
     return extra
 
 
-def engine_args(settings: Settings, model: str) -> AsyncEngineArgs:
+# On CPU, vLLM reserves this share of *RAM* (the flag keeps its GPU name) and refuses to start
+# when less is free; vLLM's GPU default of 0.9 fails on any machine that runs anything else.
+CPU_MEMORY_UTILIZATION = 0.25
+GPU_MEMORY_UTILIZATION = 0.9
+
+
+def platform_settings(settings: Settings, cpu: bool) -> dict[str, Any]:
+    """The engine settings the user left unset, chosen for the platform. On CPU: float32 (every CPU
+    runs it; half precision is emulated on many), eager mode (compiling the model takes minutes and
+    a C compiler), a quarter of the RAM.
+
+    >>> platform_settings(Settings(backend="vllm"), cpu=True)
+    {'gpu_memory_utilization': 0.25, 'dtype': 'float32', 'enforce_eager': True}
+    >>> platform_settings(Settings(backend="vllm", enforce_eager=False), cpu=False)
+    {'gpu_memory_utilization': 0.9, 'dtype': 'auto', 'enforce_eager': False}
+    """
+    utilization = settings.gpu_memory_utilization
+    return {
+        "gpu_memory_utilization": utilization or (CPU_MEMORY_UTILIZATION if cpu else GPU_MEMORY_UTILIZATION),
+        "dtype": "float32" if cpu and settings.dtype == "auto" else settings.dtype,
+        "enforce_eager": cpu if settings.enforce_eager is None else settings.enforce_eager,
+    }
+
+
+def load_hint(args: Mapping[str, Any], cpu: bool) -> str:
+    """What to change when the engine does not load (vLLM writes the cause in its engine process's log)."""
+    if cpu:
+        return (f"; on CPU, vLLM reserves --gpu-memory-utilization ({args['gpu_memory_utilization']}) of the RAM "
+                "and stops if less is free: lower it, or free memory")
+    return (f"; if the GPU is short of memory, lower --gpu-memory-utilization ({args['gpu_memory_utilization']}) "
+            "or --n-ctx, or raise --tensor-parallel-size")
+
+
+def engine_args(settings: Settings, model: str, cpu: bool) -> AsyncEngineArgs:
     args: dict[str, Any] = dict(
         model=model,
         served_model_name=settings.model_name(),
         tensor_parallel_size=settings.tensor_parallel_size,
         max_model_len=settings.n_ctx,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        dtype=settings.dtype,
         quantization=settings.quantization,
         max_num_seqs=settings.max_num_seqs,
         enable_prefix_caching=settings.enable_prefix_caching,
-        enforce_eager=settings.enforce_eager,
         disable_log_stats=True,
+        **platform_settings(settings, cpu),
     )
     extra = extra_engine_args(set(args))
     try:
@@ -144,14 +176,16 @@ class VLLMBackend(Backend):
 
     async def start(self) -> ModelInfo:
         model = check_settings(self._settings)
-        args = engine_args(self._settings, model)
+        cpu = current_platform.is_cpu()
+        args = engine_args(self._settings, model, cpu)
         try:
             # Builds the configs (checks the model, dtype, quantization, context length against
             # the hardware) and starts the engine-core process; blocks for the load, which is
             # fine at startup: nothing is served before it finishes.
             self._engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # any load failure must stop startup with its reason
-            raise EngineUnavailable(f"vLLM could not load {model}: {type(exc).__name__}: {exc}") from exc
+            raise EngineUnavailable(f"vLLM could not load {model}: {type(exc).__name__}: {exc}"
+                                    f"{load_hint(vars(args), cpu)}") from exc
         self._tokenizer = self._engine.get_tokenizer()
         bos = getattr(self._tokenizer, "bos_token_id", None)
         self._adds_bos = bos is not None and bos in self._tokenizer.encode("", add_special_tokens=True)

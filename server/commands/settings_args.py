@@ -10,11 +10,17 @@ from pydantic import ValidationError
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; a boolean is a switch pair (``--enforce-eager`` / ``--no-enforce-eager``),
+    as vLLM and llama.cpp write theirs."""
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS,
-                            metavar=name.upper(),
-                            help=f"{field.description} (env HAMMER_{name.upper()}; default: {default!r})")
+        flag = f"--{name.replace('_', '-')}"
+        help = f"{field.description} (env HAMMER_{name.upper()}; default: {default!r})"
+        if field.annotation in (bool, bool | None):  # None: unset, the backend picks for the platform
+            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
+                                help=help)
+        else:
+            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=name.upper(), help=help)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -100,7 +100,7 @@ def _conflict_errors() -> dict[str, str]:
         os.environ["HAMMER_VLLM_ENGINE_ARGS"] = extra
         settings = Settings(backend="vllm", **fields)
         try:
-            engine_args(settings, check_settings(settings))
+            engine_args(settings, check_settings(settings), cpu=True)
             errors[case] = "accepted"
         except EngineUnavailable as exc:
             errors[case] = exc.message
@@ -122,6 +122,10 @@ def engine_report(hf_model_dir: Path) -> dict:
 class TestEngine:
     def test_concurrency_is_max_num_seqs(self, engine_report):
         assert engine_report["max_concurrency"] == 3
+
+    def test_cpu_defaults_load_the_model(self, engine_report):
+        # vLLM's GPU defaults (0.9 of memory, compiled graphs) fail on CPU; unset settings get CPU ones.
+        assert engine_report["dtype"] == "torch.float32"
 
     def test_constrained_output_is_fenced_schema_valid_json(self, engine_report):
         import jsonschema
@@ -255,10 +259,10 @@ def _engine_checks(model_dir: str) -> dict:
         return {"text": text, "finish": finish, "tokens": tokens}
 
     async def main() -> dict:
-        backend = VLLMBackend(Settings(backend="vllm", model=model_dir, dtype="float32", enforce_eager=True,
-                                       gpu_memory_utilization=0.25, max_num_seqs=3, n_ctx=2048))
-        await backend.start()
-        report: dict = {"max_concurrency": backend.max_concurrency}
+        # No dtype, eager or memory settings: the CPU defaults must load the model.
+        backend = VLLMBackend(Settings(backend="vllm", model=model_dir, max_num_seqs=3, n_ctx=2048))
+        info = await backend.start()
+        report: dict = {"max_concurrency": backend.max_concurrency, "dtype": info.details["dtype"]}
         try:
             plan = plan_tools([Tool(type="function", function=WEATHER)], "required", True, 8, SchemaLimits())
             prompt = render_prompt([WEATHER], [{"role": "user", "content": "Weather in Paris?"}], "hammer-2.1")
