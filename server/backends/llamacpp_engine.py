@@ -92,6 +92,8 @@ class BatchEngine:
         params.n_ctx = config.n_ctx + config.cache_tokens
         params.n_batch = params.n_ubatch = config.batch_tokens
         params.n_seq_max = config.parallel + config.cache_entries
+        # llama.cpp reserves logits rows for at least n_seq_max outputs and asserts they fit this.
+        params.n_outputs_max = max(config.batch_tokens, params.n_seq_max)
         params.kv_unified = True
         params.n_threads = params.n_threads_batch = config.threads
         params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attn
@@ -228,6 +230,11 @@ class BatchEngine:
     def _start(self, sequence: _Sequence) -> None:
         """Begin from the longest cached prefix of the sequence's tokens, if there is one."""
         sequence.started = True
+        if sequence.job.params.seed is not None:
+            # A seed asks for a reproducible result; a copied prefix sits in other KV cells than a fresh
+            # evaluation, which moves logits slightly (attention sums in another order), enough to
+            # change a sampled token: seeded requests evaluate their whole prompt.
+            return
         tokens = sequence.job.tokens + sequence.generated
         match = self._cache.lookup(tokens)
         if match is not None:
