@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
+from hammer.server.backends.prefix_cache import CacheStats
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -41,5 +46,30 @@ class Metrics:
         self.queue_depth = Gauge("hammer_queue_depth", "Requests waiting for the model", registry=r)
         self.running = Gauge("hammer_running_generations", "Generations in progress", registry=r)
 
+    def track_prefix_cache(self, read: Callable[[], CacheStats | None]) -> None:
+        """Export the backend's prefix cache counters, read from it at each scrape."""
+        self.registry.register(_PrefixCacheCollector(read))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _PrefixCacheCollector(Collector):
+    def __init__(self, read: Callable[[], CacheStats | None]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._read()
+        if stats is None:  # the model is not loaded (yet, or any more)
+            return
+        yield CounterMetricFamily("hammer_prefix_cache_hits", "Prompts that started from a cached prefix",
+                                  value=stats.hits)
+        yield CounterMetricFamily("hammer_prefix_cache_misses", "Prompts evaluated from the start",
+                                  value=stats.misses)
+        yield CounterMetricFamily("hammer_prefix_cache_reused_tokens",
+                                  "Prompt tokens copied from the cache instead of evaluated", value=stats.reused_tokens)
+        yield CounterMetricFamily("hammer_prefix_cache_evictions", "Cached prefixes dropped (budget or KV full)",
+                                  value=stats.evictions)
+        yield GaugeMetricFamily("hammer_prefix_cache_tokens",
+                                "Tokens the cached prefixes hold (at most --cache-tokens)", value=stats.cached_tokens)
+        yield GaugeMetricFamily("hammer_prefix_cache_entries", "Cached prefixes", value=stats.entries)
