@@ -1,11 +1,24 @@
-"""Render a model's own Jinja chat template (for requests without tools)."""
+"""Render a model's own Jinja chat template as its authors expect (requests without tools).
+
+Template authors write for transformers' ``apply_chat_template``, and llama.cpp and vLLM give
+templates the same environment, so this module does too: a sandbox with ``trim_blocks``,
+``lstrip_blocks`` and ``{% break %}``/``{% continue %}``; ``tojson`` as ``json.dumps`` with
+``ensure_ascii=False`` (Jinja's own escapes non-ASCII and ``<>&'`` as HTML, which changes the
+prompt); ``raise_exception``; ``strftime_now``; ``{% generation %}`` blocks rendered as their
+body; and the variables ``messages``, ``tools``, ``documents``, ``add_generation_prompt`` and the
+special tokens. Messages are passed as transformers and vLLM pass them: keys whose value is None
+are dropped, and tool-call ``arguments`` are objects, not the JSON strings OpenAI clients send.
+"""
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Sequence
+import json
+from datetime import datetime
+from typing import Any, Mapping, NoReturn, Sequence
 
-from jinja2 import Template
+import jinja2
+from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 CHATML = (
@@ -14,29 +27,123 @@ CHATML = (
 )
 
 
-def _raise_exception(message: str) -> None:
-    raise ValueError(message)
+class TemplateRejected(ValueError):
+    """The template's ``raise_exception`` refused the conversation (role order, ...): the client's input."""
+
+
+class TemplateFailed(RuntimeError):
+    """The template itself failed (syntax error, a bug in it): not the client's fault."""
+
+
+def _raise_exception(message: str) -> NoReturn:
+    raise TemplateRejected(message)
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    """transformers' ``tojson``: the template's own JSON text, without HTML escaping."""
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+class _Generation(Extension):
+    """``{% generation %}...{% endgeneration %}`` (transformers' assistant-mask marker): its body as is."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: Any) -> jinja2.nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.Scope(body, lineno=lineno)
 
 
 @functools.lru_cache(maxsize=16)
-def compiled(template: str) -> Template:
+def compiled(template: str) -> jinja2.Template:
     """The template compiled once (compiling takes about a millisecond; a server has one template)."""
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, _Generation])
+    env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
     return env.from_string(template)
 
 
 def render_chat_template(template: str | None, messages: Sequence[Mapping[str, Any]],
-                         bos_token: str = "", eos_token: str = "") -> str:
-    """The prompt ``template`` (ChatML when the model has none) makes of ``messages``."""
-    return compiled(template or CHATML).render(
-        messages=list(messages), add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token)
+                         bos_token: str = "", eos_token: str = "", *,
+                         tools: Sequence[Mapping[str, Any]] | None = None,
+                         add_generation_prompt: bool = True) -> str:
+    """The prompt ``template`` (ChatML when the model has none) makes of ``messages``.
+
+    Raises ``TemplateRejected`` when the template refuses the conversation, ``TemplateFailed``
+    when the template itself fails.
+
+    >>> render_chat_template("{% for m in messages %}{{ m.content | tojson }}{% break %}{% endfor %}",
+    ...                      [{"role": "user", "content": "Ünïcode <b>'s"}, {"role": "user", "content": "x"}])
+    '"Ünïcode <b>\\'s"'
+    """
+    try:
+        source = compiled(template or CHATML)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateFailed(f"line {exc.lineno}: {exc.message}") from exc
+    try:
+        return source.render(messages=[template_message(m) for m in messages], tools=tools, documents=None,
+                             add_generation_prompt=add_generation_prompt, bos_token=bos_token, eos_token=eos_token)
+    except TemplateRejected:
+        raise
+    except Exception as exc:  # anything else is the template's own bug (undefined names, type errors, ...)
+        raise TemplateFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def template_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A message as templates read it: no None values, tool-call arguments as objects.
+
+    >>> message = template_message({"role": "assistant", "content": None, "tool_calls": [
+    ...     {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]})
+    >>> sorted(message), message["tool_calls"][0]["function"]
+    (['role', 'tool_calls'], {'name': 'f', 'arguments': {'a': 1}})
+    """
+    plain = {key: value for key, value in message.items() if value is not None}
+    if plain.get("tool_calls"):
+        plain["tool_calls"] = [_object_arguments(call) for call in plain["tool_calls"]]
+    return plain
+
+
+def _object_arguments(call: Mapping[str, Any]) -> dict[str, Any]:
+    function = dict(call.get("function") or {})
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            function["arguments"] = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError:  # left as sent: serving has already refused non-objects
+            pass
+    return {**call, "function": function}
+
+
+# A conversation whose call and result only show up in the prompt if the template renders them.
+_PROBE_NAME, _PROBE_RESULT = "hammer_probe_function", "hammer_probe_result"
+_PROBE = (
+    {"role": "user", "content": "What is the weather?"},
+    {"role": "assistant", "content": "", "tool_calls": [{"id": "call_probe", "type": "function", "function": {
+        "name": _PROBE_NAME, "arguments": '{"city": "Paris"}'}}]},
+    {"role": "tool", "tool_call_id": "call_probe", "content": _PROBE_RESULT},
+)
 
 
 def handles_tool_calls(template: str | None) -> bool:
-    """Whether a chat template renders assistant ``tool_calls`` (else a calls-only turn comes out empty).
+    """Whether a chat template renders assistant ``tool_calls`` and ``tool`` results (else a calls-only
+    turn comes out empty, or the template refuses the ``tool`` role). Found by rendering a probe
+    conversation, as llama.cpp detects a template's capabilities, not by reading its source.
 
-    >>> handles_tool_calls(CHATML), handles_tool_calls("{% for c in message.tool_calls %}{% endfor %}")
-    (False, True)
+    >>> handles_tool_calls(CHATML)
+    False
+    >>> handles_tool_calls("{% for m in messages %}{{ m.content }}{% for c in m.tool_calls or [] %}"
+    ...                    "{{ c.function.name }}{% endfor %}{% endfor %}")
+    True
     """
-    return bool(template) and "tool_calls" in template
+    try:
+        prompt = render_chat_template(template, _PROBE)
+    except (TemplateRejected, TemplateFailed):
+        return False
+    return _PROBE_NAME in prompt and _PROBE_RESULT in prompt

@@ -28,7 +28,7 @@ from hammer.server.backends.base import (
     SamplingParams,
     TokenLogprob,
 )
-from hammer.server.chat_template import handles_tool_calls
+from hammer.server.chat_template import TemplateFailed, TemplateRejected, handles_tool_calls
 from hammer.server.constraints import (
     ToolMode,
     ToolPlan,
@@ -37,7 +37,14 @@ from hammer.server.constraints import (
     plan_tools,
     response_format_schema,
 )
-from hammer.server.errors import BackendUnavailable, ContextLengthExceeded, InvalidRequest, NotFound, RequestTimeout
+from hammer.server.errors import (
+    APIError,
+    BackendUnavailable,
+    ContextLengthExceeded,
+    InvalidRequest,
+    NotFound,
+    RequestTimeout,
+)
 from hammer.server.grammar import SchemaLimits
 from hammer.server.metrics import Metrics
 from hammer.server.protocol import (
@@ -497,8 +504,11 @@ def plain_chat_prompt(chat_template: Callable[[list[dict[str, Any]]], str], mess
 def chat_prompt(chat_template: Callable[[list[dict[str, Any]]], str], messages: list[dict[str, Any]]) -> str:
     try:
         return chat_template(messages)
-    except Exception as exc:  # a template may reject a conversation (e.g. role order)
+    except TemplateRejected as exc:  # the template's raise_exception refused them (e.g. role order)
         raise InvalidRequest(f"The model's chat template rejected the messages: {exc}", param="messages") from None
+    except TemplateFailed as exc:  # a bug in the model's template is not the client's fault
+        raise APIError(f"The model's chat template failed (a problem in the template, not in the request): {exc}",
+                       code="chat_template_error") from None
 
 
 def _response_format(request: ChatCompletionRequest, limits: SchemaLimits) -> OutputConstraint | None:
