@@ -30,7 +30,9 @@ from hammer.server.backends.base import (
     TokenLogprob,
 )
 from hammer.server.backends.special_text import fragments
+from hammer.server.backends.xgrammar_schema import bounded_schema
 from hammer.server.chat_template import render_chat_template
+from hammer.server.grammar import SchemaLimits
 from hammer.server.settings import Settings
 from vllm import SamplingParams as VLLMSamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
@@ -49,17 +51,18 @@ except ImportError:  # older vLLM raised plain ValueError
 MAX_WHITESPACE = 22
 
 
-def structural_tag(constraint: OutputConstraint) -> str:
-    """vLLM ``structural_tag`` for ``prefix + JSON(schema) + suffix`` (xgrammar's format).
+def structural_tag(constraint: OutputConstraint, limits: SchemaLimits) -> str:
+    """vLLM ``structural_tag`` for ``prefix + JSON(schema) + suffix`` (xgrammar's format), numbers
+    and free-form values bounded as llama.cpp's grammar bounds them (``bounded_schema``).
 
-    >>> tag = json.loads(structural_tag(OutputConstraint({"type": "array"}, "<", ">")))
+    >>> tag = json.loads(structural_tag(OutputConstraint({"type": "array"}, "<", ">"), SchemaLimits()))
     >>> [e["type"] for e in tag["format"]["elements"]]
     ['const_string', 'json_schema', 'const_string']
     """
     elements: list[dict[str, Any]] = []
     if constraint.prefix:
         elements.append({"type": "const_string", "value": constraint.prefix})
-    elements.append({"type": "json_schema", "json_schema": constraint.json_schema,
+    elements.append({"type": "json_schema", "json_schema": bounded_schema(constraint.json_schema, limits),
                      "max_whitespace_cnt": MAX_WHITESPACE})
     if constraint.suffix:
         elements.append({"type": "const_string", "value": constraint.suffix})
@@ -245,7 +248,8 @@ class VLLMBackend(Backend):
 
     def sampling_params(self, request: GenerationRequest) -> VLLMSamplingParams:
         params = request.params
-        structured = StructuredOutputsParams(structural_tag=structural_tag(request.constraint)) \
+        structured = StructuredOutputsParams(
+            structural_tag=structural_tag(request.constraint, self._settings.schema_limits())) \
             if request.constraint else None
         return VLLMSamplingParams(
             max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,

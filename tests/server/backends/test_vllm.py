@@ -209,6 +209,62 @@ class TestClientTextIsText:
         assert forged["decoded"] == forged["prompt"]
 
 
+# Schema → (JSON texts xgrammar must accept, texts it must refuse) under the backend's constraint.
+# 16-digit integers pass and 17-digit ones do not, as in llama.cpp's grammar (and ours).
+DIGITS_16, DIGITS_17 = "1" * 16, "1" * 17
+POPULATION = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+              "required": ["city", "population"]}
+GRAMMAR_CASES: dict[str, tuple[dict, list[str], list[str]]] = {
+    "integer": (POPULATION, [f'{{"city": "Paris", "population": {DIGITS_16}}}', '{"city": "Paris", "population": -3}'],
+                [f'{{"city": "Paris", "population": {DIGITS_17}}}']),
+    "number": ({"type": "number"}, ["3.5", "-0.25", DIGITS_16, "0"], [DIGITS_17, f"{DIGITS_17}.5"]),
+    "bounded_integer": ({"type": "integer", "minimum": 10}, ["10", DIGITS_16], ["9", DIGITS_17]),
+    "nullable": ({"type": ["integer", "null"]}, ["null", DIGITS_16], [DIGITS_17]),
+    "json_object": ({"type": "object"}, ['{"a": [1, {"b": 2.5}], "c": null}', f'{{"a": {DIGITS_16}}}'],
+                    [f'{{"a": {DIGITS_17}}}', f'{{"a": [1, {{"b": {DIGITS_17}}}]}}',
+                     '{"a": "' + "x" * 1025 + '"}']),
+    "any": ({}, ['"text"', f"[{DIGITS_16}]", "true"], [DIGITS_17, f"[{DIGITS_17}]"]),
+    "untyped_with_keywords": ({"minimum": 3}, ["3", '"a"'], ["2", DIGITS_17]),
+}
+
+
+def _grammar_checks() -> dict:
+    """Run in the vLLM interpreter: which texts xgrammar accepts under the structural tag the backend sends."""
+    import xgrammar
+    from hammer.server.backends.base import OutputConstraint
+    from hammer.server.backends.vllm import structural_tag
+    from hammer.server.grammar import SchemaLimits, prepare_schema
+    from xgrammar.testing import _is_grammar_accept_string
+
+    report = {}
+    for case, (schema, accepted, refused) in GRAMMAR_CASES.items():
+        tag = json.loads(structural_tag(OutputConstraint(prepare_schema(schema), "<", ">"), SchemaLimits()))
+        grammar = xgrammar.Grammar.from_structural_tag(json.dumps(tag))
+        report[case] = {text: _is_grammar_accept_string(grammar, f"<{text}>") for text in [*accepted, *refused]}
+    return report
+
+
+@pytest.fixture(scope="module")
+def grammar_report() -> dict:
+    from tests.conftest import require_vllm_python
+
+    result = subprocess.run([require_vllm_python(), __file__, "--grammar"], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return report_from(result.stdout)
+
+
+@pytest.mark.vllm
+class TestNumbersAreBounded:
+    """xgrammar's own numbers and free-form values are unbounded: the backend bounds them as llama.cpp does."""
+
+    @pytest.mark.parametrize("case", sorted(GRAMMAR_CASES))
+    def test_digits_are_capped(self, grammar_report, case):
+        _, accepted, refused = GRAMMAR_CASES[case]
+        assert {text: grammar_report[case][text] for text in accepted} == dict.fromkeys(accepted, True)
+        assert {text: grammar_report[case][text] for text in refused} == dict.fromkeys(refused, False)
+
+
 def _tokenize_checks(model_dir: str) -> dict:
     """Run in the vLLM interpreter: the backend's prompt tokens, on the tokenizer vLLM loads (no engine)."""
     from hammer.server.backends.vllm import VLLMBackend, special_strings
@@ -317,5 +373,6 @@ def _engine_checks(model_dir: str) -> dict:
 
 if __name__ == "__main__":  # vLLM spawns engine processes: keep the work behind this guard
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-    checks = {"--conflicts": _conflict_errors, "--tokenize": lambda: _tokenize_checks(sys.argv[2])}
+    checks = {"--conflicts": _conflict_errors, "--tokenize": lambda: _tokenize_checks(sys.argv[2]),
+              "--grammar": _grammar_checks}
     print(REPORT, json.dumps(checks.get(sys.argv[1], lambda: _engine_checks(sys.argv[1]))()), flush=True)
