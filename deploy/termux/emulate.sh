@@ -10,16 +10,18 @@
 #   2. an arm64 Debian bookworm userland (debootstrap --foreign, second stage under qemu), a venv in it
 #   3. the llama.cpp build flags the Termux script chooses, read from its --dry-run inside the
 #      userland: for a Snapdragon 8 Gen 3 (dotprod, fp16, i8mm) and for a CPU without dotprod
-#   4. cross-compile llama-cpp-python (the project's pinned version, from its sdist) with each set
+#   4. the server's dependencies as aarch64 wheels, downloaded on the host (pip resolving in
+#      emulation is many times slower); the script's pip steps install from them
+#   5. cross-compile llama-cpp-python (the project's pinned version, from its sdist) with each set
 #      of flags; check the dotprod/i8mm instructions are in (or out of) the built library
-#   5. the Hammer prompt, grammar and prompt tokens of one tool-call request (the serving layer's
+#   6. the Hammer prompt, grammar and prompt tokens of one tool-call request (the serving layer's
 #      own code), and greedy decoding of it with the x86-64 build
-#   6. greedy decoding of the same tokens and grammar under qemu-aarch64 -cpu max with both arm64
+#   7. greedy decoding of the same tokens and grammar under qemu-aarch64 -cpu max with both arm64
 #      builds: the generated tokens must equal the x86-64 build's
-#   7. the Termux script itself, for real, in the userland: device check, storage, llama-cpp-python
+#   8. the Termux script itself, for real, in the userland: device check, storage, llama-cpp-python
 #      step (the cross-built wheel, accepted by the script's own build stamp), server install
 #      with pip, the model step with the embedded GGUF, then `hammer serve`
-#   8. the openai SDK against that server: one schema-valid tool call and one refusal
+#   9. the openai SDK against that server: one schema-valid tool call and one refusal
 #
 # Not exercised (see deploy/README.md): Termux's own packages (pkg, clang, Android's libc),
 # compiling llama.cpp on the device, the Hugging Face download, and speed.
@@ -35,6 +37,8 @@ LLAMA_CPP_PYTHON_VERSION=$(sed -n 's/^LLAMA_CPP_PYTHON_VERSION=\${LLAMA_CPP_PYTH
 SUITE=bookworm   # Python 3.11, as on the host: the wheelhouse is downloaded for cp311
 MIRROR=${HAMMER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 ROOTFS=${CACHE}/rootfs
+WHEELHOUSE=${CACHE}/wheelhouse   # aarch64 wheels for the userland
+CASE=${CACHE}/case               # the tool-call request's tokens, grammar and each build's output
 PORT=${HAMMER_EMULATE_PORT:-18080}
 THREADS=2
 # Inside the userland.
@@ -115,7 +119,6 @@ host_tools() {
     python -c "import llama_cpp, sys; v = llama_cpp.__version__; sys.exit(v != '${LLAMA_CPP_PYTHON_VERSION}' and f'host llama-cpp-python is {v}, not ${LLAMA_CPP_PYTHON_VERSION}')"
     python -c 'import hammer.server, openai, jsonschema' ||
         die "install the project on the host first: pip install -e '.[llama,test]'"
-    python -m wheel version >/dev/null 2>&1 || python -m pip install --quiet wheel
     info "qemu: $(qemu-aarch64-static --version | head -1); cross compiler: $(aarch64-linux-gnu-gcc -dumpfullversion)"
 }
 info() { printf '    %s\n' "$*"; }
@@ -216,10 +219,12 @@ cross_build() {
         if [[ -n $(wheel_of "${v}") && -f ${stamp} && $(<"${stamp}") == "${args}" ]]; then
             info "${v}: cached $(basename "$(wheel_of "${v}")")"
         else
-            # One source tree per variant: llama-cpp-python's CMakeLists also installs the
-            # libraries into the source tree, which the wheel packs.
-            src=${CACHE}/src-${v}
-            rm -rf "${src}" "${CACHE}/wheels-${v}"
+            # A fresh tree and build directory each time: llama-cpp-python's CMakeLists also
+            # installs the libraries into the source tree, which the wheel packs. The path
+            # stays the same, so ccache (paths relative to the cache) reuses every object
+            # whose flags did not change: only ggml-cpu differs between the variants.
+            src=${CACHE}/llama-cpp-python-src
+            rm -rf "${src}" "${CACHE}/build-${v}" "${CACHE}/wheels-${v}"
             mkdir -p "${src}"
             tar -xzf "${tarball}" -C "${src}" --strip-components=1
             CCACHE_DIR=${CACHE}/ccache CCACHE_BASEDIR=${CACHE} CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
@@ -227,7 +232,9 @@ cross_build() {
                 heavy python -m pip wheel --quiet --no-deps -w "${CACHE}/wheels-${v}" \
                 -C build-dir="${CACHE}/build-${v}" "${src}"
             # A ctypes package (py3-none): only the platform tag is wrong after a cross build.
-            python -m wheel tags --remove --platform-tag linux_aarch64 "${CACHE}/wheels-${v}"/*.whl >/dev/null
+            # The wheel tool runs from its wheel in the wheelhouse (pure Python), not installed.
+            PYTHONPATH=$(find "${WHEELHOUSE}" -name 'wheel-*-py3-none-any.whl' -print -quit) \
+                python -m wheel tags --remove --platform-tag linux_aarch64 "${CACHE}/wheels-${v}"/*.whl >/dev/null
             printf '%s\n' "${args}" >"${stamp}"
         fi
         whl=$(wheel_of "${v}")
@@ -256,8 +263,7 @@ check_kernels() {
     fi
 }
 
-# ----- 5./6. greedy tokens: x86-64 vs arm64 ---------------------------------------------------
-CASE=${CACHE}/case
+# ----- 6./7. greedy tokens: x86-64 vs arm64 ---------------------------------------------------
 x86_reference() {
     rm -rf "${CASE}"
     python "${SCRIPT_DIR}/emulate_check.py" prepare "${CASE}"
@@ -265,9 +271,8 @@ x86_reference() {
         --out "${CASE}/x86_64.json" --threads "${THREADS}"
 }
 
-# The wheels the userland needs, downloaded on the host for aarch64/cp311 (pip in emulation
-# resolving against PyPI is many times slower): the server's dependencies and its build backend.
-WHEELHOUSE=${CACHE}/wheelhouse
+# The wheels the userland needs, downloaded on the host for aarch64/cp311: the server's and
+# llama-cpp-python's dependencies, the server's build backend, and the wheel tool (step 5).
 wheelhouse() {
     local deps
     deps=$(python - "${REPO}/pyproject.toml" <<'EOF'
@@ -307,7 +312,7 @@ arm64_greedy() {
         "${CASE}/arm64-armv8a.json"
 }
 
-# ----- 7./8. the Termux script for real, and the served calls ---------------------------------
+# ----- 8./9. the Termux script for real, and the served calls ---------------------------------
 termux_script() {
     local home=/root/.hammer
     # What the script's step 4 would have built on this CPU: the cross-built wheel, recorded in
@@ -345,9 +350,9 @@ mkdir -p "${CACHE}"
 timed "1. host tools" host_tools
 timed "2. arm64 Debian userland" userland
 timed "3. the Termux script's llama.cpp flags (dry run in the userland)" script_flags
-timed "4. cross-compile llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION} for arm64 (both variants)" cross_build
-timed "5. x86-64: prompt, grammar and greedy tokens of a tool-call request" x86_reference
-timed "6a. aarch64 wheels for the userland" wheelhouse
-timed "6b. arm64 (qemu -cpu max): greedy tokens of both builds vs x86-64" arm64_greedy
-timed "7. the Termux script in the userland, up to hammer serve answering" termux_script
-timed "8. openai SDK: a tool call and a refusal from the arm64 server" served_calls
+timed "4. aarch64 wheels of the server's dependencies, downloaded on the host" wheelhouse
+timed "5. cross-compile llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION} for arm64 (both variants)" cross_build
+timed "6. x86-64: prompt, grammar and greedy tokens of a tool-call request" x86_reference
+timed "7. arm64 (qemu -cpu max): greedy tokens of both builds vs x86-64" arm64_greedy
+timed "8. the Termux script in the userland, up to hammer serve answering" termux_script
+timed "9. openai SDK: a tool call and a refusal from the arm64 server" served_calls
