@@ -61,7 +61,8 @@ class TestQueueBound:
     @pytest.fixture(scope="class")
     def url(self, tmp_path_factory):
         log = tmp_path_factory.mktemp("queue") / "server.log"
-        with running_server("--max-queue", "1", "--max-array-items", "300", log_path=log) as url:
+        # One generation at a time (--parallel 1), so that the next request waits in the queue.
+        with running_server("--parallel", "1", "--max-queue", "1", "--max-array-items", "300", log_path=log) as url:
             yield url
 
     def test_concurrent_load_past_the_queue_gets_429_with_retry_after(self, url):
