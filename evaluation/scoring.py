@@ -102,4 +102,6 @@ def score(entry: Entry, tools: list[dict[str, Any]], names: dict[str, str], repl
     if not calls:
         return Verdict(False, "ast_decoder:no_call", [(reply.content or "")[:300]], calls, False, **counts)
     check = bfcl_checker.check(entry.functions, calls, entry.answers, entry.category)
-    return Verdict(check["valid"], check.get("error_type", ""), check.get("error", []), calls, has_call, **counts)
+    if check["valid"]:  # BFCL's verdict carries a placeholder error type even when it passes
+        return Verdict(True, "", [], calls, has_call, **counts)
+    return Verdict(False, check["error_type"], check["error"], calls, has_call, **counts)
