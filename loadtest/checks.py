@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chat_stream import reassemble
+
 FINISH_REASONS = {"stop", "length", "tool_calls"}
 
 
@@ -48,23 +50,12 @@ def check_stream(chunks: list[dict[str, Any]], tool_names: set[str]) -> str | No
     """Why a list of parsed SSE chunks (before ``[DONE]``) is not a valid chat-completion stream."""
     if not chunks:
         return "empty stream"
-    finish = None
-    calls: dict[int, dict[str, str]] = {}
-    for chunk in chunks:
-        if "error" in chunk:
-            return f"in-band error: {chunk['error']}"
-        if chunk.get("object") != "chat.completion.chunk":
-            return "not a chat.completion.chunk"
-        for choice in chunk.get("choices", []):
-            for delta_call in choice.get("delta", {}).get("tool_calls", []) or []:
-                call = calls.setdefault(delta_call["index"], {"name": "", "arguments": ""})
-                function = delta_call.get("function") or {}
-                call["name"] += function.get("name") or ""
-                call["arguments"] += function.get("arguments") or ""
-            finish = choice.get("finish_reason") or finish
-    if finish not in FINISH_REASONS:
-        return f"stream ended without a finish_reason (got {finish!r})"
-    for call in calls.values():
+    stream = reassemble(chunks)
+    if stream.problems:
+        return stream.problems[0]
+    if stream.finish_reason not in FINISH_REASONS:
+        return f"stream ended without a finish_reason (got {stream.finish_reason!r})"
+    for call in stream.tool_calls:
         error = check_call(call, tool_names)
         if error:
             return error

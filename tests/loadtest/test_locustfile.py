@@ -7,11 +7,12 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import checks  # loadtest/, on the path by pytest's pythonpath (pyproject.toml)
 import jsonschema
 import pytest
+import scenarios
 from hammer.server.constraints import plan_tools
 from hammer.server.protocol import ChatCompletionRequest
 from hammer.server.settings import EMBEDDED_NAME, Settings
@@ -19,9 +20,6 @@ from hammer.server.settings import EMBEDDED_NAME, Settings
 from tests.conftest import REPO, running_server
 
 LOADTEST = REPO / "loadtest"
-sys.path.insert(0, str(LOADTEST))
-import checks
-import scenarios
 
 QUERY_POOL = (len(scenarios.SINGLE_QUERIES) + len(scenarios.PARALLEL_QUERIES) + len(scenarios.IRRELEVANT_QUERIES)
               + len(scenarios.CHAT_QUERIES) + len(scenarios.MULTI_TURN))
@@ -74,7 +72,8 @@ def test_locustfile_response_checks() -> None:
     assert checks.check_completion({"error": {}}, set()) is not None
     chunks = [{"object": "chat.completion.chunk", "choices": [{"delta": {"role": "assistant", "content": ""}}]},
               {"object": "chat.completion.chunk", "choices": [{"delta": {"tool_calls": [
-                  {"index": 0, "id": "c", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}}]},
+                  {"index": 0, "id": "c", "type": "function",
+                   "function": {"name": "get_weather", "arguments": ""}}]}}]},
               {"object": "chat.completion.chunk", "choices": [{"delta": {"tool_calls": [
                   {"index": 0, "function": {"arguments": '{"city": "X"}'}}]}}]},
               {"object": "chat.completion.chunk", "choices": [{"delta": {}, "finish_reason": "tool_calls"}]}]

@@ -10,6 +10,7 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from chat_stream import reassemble  # loadtest/, on the path by pytest's pythonpath (pyproject.toml)
 
 from tests.conftest import running_server
 from tests.server.tools_fixtures import EMAIL, SCHEMAS, TOOLS, WEATHER, user
@@ -47,22 +48,9 @@ def assert_valid_calls(message) -> None:
 def collect_stream(client: openai.OpenAI, **kwargs) -> tuple[dict, list]:
     """Reassemble a streamed answer into a message dict, checking the delta rules on the way."""
     chunks = list(create(client, stream=True, **kwargs))
-    content, calls, finish = "", {}, None
-    for chunk in chunks:
-        for choice in chunk.choices:
-            delta = choice.delta
-            content += delta.content or ""
-            for tc in delta.tool_calls or []:
-                if tc.index not in calls:
-                    assert tc.id and tc.function.name and tc.type == "function", "first delta carries id and name"
-                    calls[tc.index] = {"id": tc.id, "name": tc.function.name, "arguments": ""}
-                else:
-                    assert tc.id is None and tc.function.name is None, "id and name appear once"
-                calls[tc.index]["arguments"] += tc.function.arguments or ""
-            if choice.finish_reason:
-                assert finish is None
-                finish = choice.finish_reason
-    return {"content": content or None, "calls": [calls[i] for i in sorted(calls)], "finish": finish}, chunks
+    stream = reassemble(chunk.model_dump(exclude_none=True) for chunk in chunks)
+    assert not stream.problems, stream.problems
+    return {"content": stream.content, "calls": stream.tool_calls, "finish": stream.finish_reason}, chunks
 
 
 class TestToolCalls:

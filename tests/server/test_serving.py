@@ -6,8 +6,10 @@ import asyncio
 import json
 from typing import Any
 
+import chat_stream  # loadtest/, on the path by pytest's pythonpath (pyproject.toml)
 import httpx
 import pytest
+from chat_stream import Stream, parse_sse
 from fastapi.testclient import TestClient
 from hammer.server.app import create_app
 from hammer.server.backends.base import Backend, Chunk, GenerationRequest
@@ -20,7 +22,8 @@ WEATHER_CALL = '```\n[{"name": "get_weather", "arguments": {"city": "Paris"}}]\n
 TWO_CALLS = ('```\n[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
              '{"name": "get_weather", "arguments": {"city": "Rome"}}]\n```')
 UNKNOWN_TOOL = '```\n[{"name": "launch_rocket", "arguments": {}}]\n```'
-BAD_ARGS = '```\n[{"name": "get_weather", "arguments": {"city": 7}}, {"name": "get_weather", "arguments": {"city": "Rome"}}]\n```'
+BAD_ARGS = ('```\n[{"name": "get_weather", "arguments": {"city": 7}}, '
+            '{"name": "get_weather", "arguments": {"city": "Rome"}}]\n```')
 
 
 def make_client(replies: list[str], **settings: Any) -> tuple[TestClient, FakeBackend]:
@@ -36,27 +39,15 @@ def chat(client: TestClient, **body: Any) -> httpx.Response:
 def stream_events(client: TestClient, **body: Any) -> list[dict]:
     response = chat(client, stream=True, **body)
     assert response.status_code == 200
-    lines = [line for line in response.text.split("\n") if line]
-    assert lines[-1] == "data: [DONE]"
-    return [json.loads(line[6:]) for line in lines[:-1]]
+    events, done = parse_sse(response.text)
+    assert done, "the stream ends with data: [DONE]"
+    return events
 
 
-def reassemble(events: list[dict]) -> dict:
-    message: dict[str, Any] = {"content": None, "tool_calls": []}
-    finish = None
-    for event in events:
-        for choice in event["choices"]:
-            delta = choice["delta"]
-            if delta.get("content"):
-                message["content"] = (message["content"] or "") + delta["content"]
-            for tc in delta.get("tool_calls", []):
-                if tc["index"] == len(message["tool_calls"]):
-                    message["tool_calls"].append({"name": tc["function"]["name"], "arguments": ""})
-                message["tool_calls"][tc["index"]]["arguments"] += tc["function"].get("arguments", "")
-            if "invalid_tool_calls" in delta:
-                message["invalid_tool_calls"] = delta["invalid_tool_calls"]
-            finish = choice["finish_reason"] or finish
-    return {"message": message, "finish": finish}
+def reassemble(events: list[dict]) -> Stream:
+    stream = chat_stream.reassemble(events)
+    assert not stream.problems, stream.problems
+    return stream
 
 
 class TestOutcomes:
@@ -74,12 +65,13 @@ class TestOutcomes:
             plain = chat(client).json()
             streamed = reassemble(stream_events(client))
         choice = plain["choices"][0]
-        assert choice["finish_reason"] == finish == streamed["finish"]
+        assert choice["finish_reason"] == finish == streamed.finish_reason
         calls = [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or []]
         assert len(calls) == n_calls
-        assert calls == [(c["name"], c["arguments"]) for c in streamed["message"]["tool_calls"]]
+        assert calls == [(c["name"], c["arguments"]) for c in streamed.tool_calls]
         assert len(choice["message"].get("invalid_tool_calls") or []) == n_invalid
-        assert choice["message"]["content"] == streamed["message"]["content"]
+        assert (streamed.invalid_tool_calls or []) == (choice["message"].get("invalid_tool_calls") or [])
+        assert choice["message"]["content"] == streamed.content
 
     def test_refusal_message(self):
         client, _ = make_client(["```\n[]\n```"], refusal_message="Nothing fits.")
@@ -278,7 +270,7 @@ class TestAgentLoop:
         with client:
             events = stream_events(client, messages=AFTER_RESULT, stream_options={"include_usage": True})
         streamed = reassemble(events)
-        assert streamed["message"]["content"] == "It is 17 degrees." and streamed["finish"] == "stop"
+        assert streamed.content == "It is 17 degrees." and streamed.finish_reason == "stop"
         assert sum(1 for e in events if e["choices"] and e["choices"][0]["delta"].get("content")) > 1
         assert events[-1]["usage"]["completion_tokens"] == len("```\n[]\n```") + len("It is 17 degrees.")
 
