@@ -90,10 +90,10 @@ trap 'summary; cleanup' EXIT
 # in_arm64 CMD...: run CMD in the userland under qemu-aarch64 -cpu max (the binfmt handler
 # reads QEMU_CPU), with a clean environment; extra variables with env before CMD. Emulation
 # is heavy and the host is shared: it yields to everything else.
-in_arm64() {
-    nice -n 19 chroot "${ROOTFS}" /usr/bin/env -i HOME=/root LANG=C.UTF-8 QEMU_CPU=max \
-        PATH="${VENV}/bin:${SHIM}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$@"
-}
+# Every program in the chain execs the next, so a background run's $! is the final process.
+ARM64=(nice -n 19 chroot "${ROOTFS}" /usr/bin/env -i HOME=/root LANG=C.UTF-8 QEMU_CPU=max
+    PATH="${VENV}/bin:${SHIM}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+in_arm64() { "${ARM64[@]}" "$@"; }
 
 # heavy CMD...: the host is shared; compiles yield to everything else.
 heavy() { nice -n 19 "$@"; }
@@ -323,7 +323,7 @@ termux_script() {
         >"${ROOTFS}${home}/llama-cpp-python.stamp"
     rm -f "${ROOTFS}${home}/server.stamp"
     # shellcheck disable=SC2046 # script_env's words are separate VAR=value arguments
-    in_arm64 $(script_env dotprod) HAMMER_HOME="${home}" HAMMER_REQUEST_TIMEOUT=3600 \
+    "${ARM64[@]}" $(script_env dotprod) HAMMER_HOME="${home}" HAMMER_REQUEST_TIMEOUT=3600 \
         PIP_NO_INDEX=1 PIP_FIND_LINKS="${WORK}/wheelhouse" \
         bash "${SRC}/deploy/termux/hammer-termux.sh" --model "${WORK}/model.gguf" \
         --port "${PORT}" --threads "${THREADS}" --n-ctx 4096 >"${CACHE}/termux-script.log" 2>&1 &
