@@ -89,6 +89,17 @@ class TestSettingsConflicts:
         assert CONFLICTS[case][2] in errors[case]
 
 
+@pytest.mark.vllm
+def test_doctests_run_in_the_vllm_interpreter():
+    # vllm.py imports vLLM, so its examples cannot run where the rest of the doctests run.
+    from tests.conftest import REPO, require_vllm_python
+
+    result = subprocess.run([require_vllm_python(), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "--doctest-modules", "server/backends/vllm.py"], capture_output=True, text=True,
+                            timeout=300, cwd=REPO, check=False)
+    assert result.returncode == 0 and " passed" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def _conflict_errors() -> dict[str, str]:
     """Run in the vLLM interpreter: the startup error each conflicting setting gives."""
     from hammer.server.backends.base import EngineUnavailable
@@ -138,6 +149,12 @@ class TestEngine:
             assert call["name"] == "get_weather"
             jsonschema.validate(call["arguments"], SCHEMA)
         assert engine_report["constrained"]["finish"] == "stop"
+
+    def test_a_number_ends_within_16_digits(self, engine_report):
+        population = engine_report["population"]
+        assert population["finish"] == "stop", population
+        answer = json.loads(population["text"])
+        assert answer["city"] == "Paris" and 0 < abs(answer["population"]) < 10 ** 16
 
     def test_closing_the_generator_aborts_the_request(self, engine_report):
         assert engine_report["abort"]["running_before"] == 1
@@ -301,7 +318,7 @@ def _engine_checks(model_dir: str) -> dict:
     from hammer.server.backends.base import EngineUnavailable, GenerationRequest, OutputConstraint, SamplingParams
     from hammer.server.backends.vllm import VLLMBackend
     from hammer.server.constraints import calls_schema, plan_tools
-    from hammer.server.grammar import SchemaLimits
+    from hammer.server.grammar import SchemaLimits, prepare_schema
     from hammer.server.protocol import Tool
     from hammer.server.settings import Settings
 
@@ -325,6 +342,13 @@ def _engine_checks(model_dir: str) -> dict:
             constraint = OutputConstraint(calls_schema(plan, 2, 32), "```\n", "\n```")
             report["constrained"] = await collect(backend, GenerationRequest(
                 prompt, SamplingParams(max_tokens=200, temperature=0), constraint))
+
+            # At temperature 0 this model writes the population as 1111... until max_tokens when
+            # the grammar leaves the digits unbounded.
+            question = backend.chat_prompt([{"role": "user", "content": "What is the population of Paris? "
+                                                                        "Answer in JSON."}])
+            report["population"] = await collect(backend, GenerationRequest(
+                question, SamplingParams(max_tokens=120, temperature=0), OutputConstraint(prepare_schema(POPULATION))))
 
             chat = backend.chat_prompt([{"role": "user", "content": "Write a long story about the sea."}])
             long = backend.generate(GenerationRequest(chat, SamplingParams(max_tokens=1500, temperature=1.0)))
