@@ -73,13 +73,13 @@ def check_settings(settings: Settings) -> str:
     """The model to load, or ``EngineUnavailable`` naming the setting that cannot work with vLLM."""
     if settings.model is None:
         raise EngineUnavailable("--backend vllm needs --model: a Hugging Face model directory or hub id "
-                                 "(the embedded default model is a GGUF file for the llama backend)")
+                                "(the embedded default model is a GGUF file for the llama backend)")
     if settings.model.endswith(".gguf"):
         raise EngineUnavailable(f"--backend vllm serves Hugging Face models, not GGUF files ({settings.model}); "
-                                 "use --backend llama, or pass the model's Hugging Face directory")
+                                "use --backend llama, or pass the model's Hugging Face directory")
     if settings.n_gpu_layers != 0 or settings.n_threads is not None:
         raise EngineUnavailable("--n-gpu-layers and --n-threads are llama.cpp settings; with --backend vllm "
-                                 "use --tensor-parallel-size and --gpu-memory-utilization")
+                                "use --tensor-parallel-size and --gpu-memory-utilization")
     if Path(settings.model).exists() and not (Path(settings.model) / "config.json").is_file():
         raise EngineUnavailable(f"{settings.model} is not a Hugging Face model directory (no config.json)")
     return settings.model
@@ -101,7 +101,7 @@ def extra_engine_args(settings_keys: set[str]) -> dict[str, Any]:
     clash = sorted(settings_keys & extra.keys())
     if clash:
         raise EngineUnavailable(f"{EXTRA_ARGS_ENV} sets {', '.join(clash)}, which hammer settings already set; "
-                                 "use the hammer flags for these")
+                                "use the hammer flags for these")
     return extra
 
 
@@ -129,13 +129,13 @@ def platform_settings(settings: Settings, cpu: bool) -> dict[str, Any]:
     }
 
 
-def load_hint(args: Mapping[str, Any], cpu: bool) -> str:
+def load_hint(utilization: float, cpu: bool) -> str:
     """What to change when the engine does not load (vLLM writes the cause in its engine process's log)."""
     if cpu:
-        return (f"; on CPU, vLLM reserves --gpu-memory-utilization ({args['gpu_memory_utilization']}) of the RAM "
-                "and stops if less is free: lower it, or free memory")
-    return (f"; if the GPU is short of memory, lower --gpu-memory-utilization ({args['gpu_memory_utilization']}) "
-            "or --n-ctx, or raise --tensor-parallel-size")
+        return (f"; on CPU, vLLM reserves --gpu-memory-utilization ({utilization}) of the RAM and stops if less "
+                "is free: lower it, or free memory")
+    return (f"; if the GPU is short of memory, lower --gpu-memory-utilization ({utilization}) or --n-ctx, "
+            "or raise --tensor-parallel-size")
 
 
 def engine_args(settings: Settings, model: str, cpu: bool) -> AsyncEngineArgs:
@@ -188,7 +188,7 @@ class VLLMBackend(Backend):
             self._engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:  # any load failure must stop startup with its reason
             raise EngineUnavailable(f"vLLM could not load {model}: {type(exc).__name__}: {exc}"
-                                    f"{load_hint(vars(args), cpu)}") from exc
+                                    f"{load_hint(args.gpu_memory_utilization, cpu)}") from exc
         self._tokenizer = self._engine.get_tokenizer()
         bos = getattr(self._tokenizer, "bos_token_id", None)
         self._adds_bos = bos is not None and bos in self._tokenizer.encode("", add_special_tokens=True)
