@@ -33,8 +33,6 @@ AST_CATEGORIES = [c for c, scoring in CATEGORY_SCORING.items() if scoring == "as
 def bfcl_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, types.ModuleType]]:
     """bfcl-eval's checker as its OpenAI handler runs it (``underscore_to_dot=True``) and its
     ``model_handler.utils``; only the model registry and the Java/JavaScript parsers are stood in for."""
-    pytest.importorskip("filelock")  # model_handler.utils needs these two; the eval extra does not
-    pytest.importorskip("tenacity")
     model_config = types.ModuleType("bfcl_eval.constants.model_config")
     model_config.MODEL_CONFIG_MAPPING = type("Mapping", (dict,), {
         "__missing__": lambda self, key: types.SimpleNamespace(underscore_to_dot=True)})()
