@@ -184,8 +184,8 @@ class TestEnvironment:
 class TemplateBackend(FakeBackend):
     """The scripted backend with a real model's chat template."""
 
-    def __init__(self, settings: Settings, template: str) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: Settings, template: str, replies: tuple[str, ...] = ("Hello!",)) -> None:
+        super().__init__(settings, replies)
         self.template = template
 
     def chat_prompt(self, messages):
@@ -223,3 +223,20 @@ class TestServedErrors:
                     "{% if add_generation_prompt %}>{% endif %}")
         status, body = post(template, [{"role": "user", "content": "Hi"}])
         assert status == 200, body
+
+
+def test_the_answer_pass_renders_calls_and_results_in_a_tool_template(templates):
+    # Qwen2.5's template renders calls and results (the probe finds it), so the answer pass gives it
+    # the conversation as it is, arguments as objects, and the prompt is transformers' rendering.
+    template = templates["qwen2.5"][0]
+    config = Settings(backend="fake")
+    backend = TemplateBackend(config, template, replies=("```\n[]\n```", "It is 17 °C in Köln."))
+    messages, tools = CONVERSATIONS["tool_call_and_result"]
+    with TestClient(create_app(config, backend)) as client:
+        response = client.post("/v1/chat/completions", json={"model": "fake", "messages": messages, "tools": tools})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "It is 17 °C in Köln."
+    answer_prompt = backend.requests[1].prompt
+    assert answer_prompt == transformers_render(template, "<bos>", "<eos>", as_transformers_expects(messages), None)
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Köln"}}\n</tool_call>' in answer_prompt
+    assert '<tool_response>\n{"temp": "17 °C"}\n</tool_response>' in answer_prompt
