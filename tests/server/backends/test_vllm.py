@@ -150,6 +150,10 @@ class TestEngine:
             jsonschema.validate(call["arguments"], SCHEMA)
         assert engine_report["constrained"]["finish"] == "stop"
 
+    def test_a_load_failure_names_the_flag_to_lower(self, engine_report):
+        assert "lower it" in engine_report["too_much_memory"], engine_report["too_much_memory"]
+        assert "--gpu-memory-utilization (0.99)" in engine_report["too_much_memory"]
+
     def test_a_number_ends_within_16_digits(self, engine_report):
         population = engine_report["population"]
         assert population["finish"] == "stop", population
@@ -390,6 +394,15 @@ def _engine_checks(model_dir: str) -> dict:
             report["death"]["health_after"] = backend.health_error()
         finally:
             await backend.close()
+        # More RAM than is free: vLLM's CPU memory check stops the engine; the error names the flag.
+        greedy = VLLMBackend(Settings(backend="vllm", model=model_dir, gpu_memory_utilization=0.99, n_ctx=2048))
+        try:
+            await greedy.start()
+            report["too_much_memory"] = "loaded"
+        except EngineUnavailable as exc:
+            report["too_much_memory"] = exc.message
+        finally:
+            await greedy.close()
         return report
 
     return asyncio.run(main())
