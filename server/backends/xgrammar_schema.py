@@ -32,6 +32,8 @@ def bounded_schema(schema: dict[str, Any], limits: SchemaLimits) -> dict[str, An
     {'type': 'object', 'properties': {'n': {'type': 'integer', 'minimum': 0, 'maximum': 9999999999999999}}}
     >>> bounded_schema({"type": "object"}, SchemaLimits())["additionalProperties"]
     {'$ref': '#/$defs/hammer_any'}
+    >>> bounded_schema({"type": "integer", "enum": [1, 10 ** 20]}, SchemaLimits())  # listed values stay
+    {'type': 'integer', 'enum': [1, 100000000000000000000]}
     """
     walker = _Bounder(limits)
     bounded = walker.walk(schema)
@@ -73,11 +75,14 @@ class _Bounder:
 
     @staticmethod
     def types(node: dict[str, Any]) -> list[str]:
-        """The node's types; a node that constrains nothing by type gets all of them written out,
+        """The types to bound: none where ``enum``/``const`` list the values (already bounded) or the
+        branches carry them; a node that constrains nothing by type gets all of them written out,
         because xgrammar ignores the other keywords of an untyped node and allows any value."""
+        if "enum" in node or "const" in node:
+            return []
         if "type" in node:
             return [node["type"]] if isinstance(node["type"], str) else list(node["type"])
-        if any(key in node for key in ("enum", "const", "anyOf", "oneOf", "allOf", "$ref")):
+        if any(key in node for key in ("anyOf", "oneOf", "allOf", "$ref")):
             return []
         node["type"] = list(ALL_TYPES)
         return ALL_TYPES

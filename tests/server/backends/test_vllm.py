@@ -246,6 +246,7 @@ GRAMMAR_CASES: dict[str, tuple[dict, list[str], list[str]]] = {
                      '{"a": "' + "x" * 1025 + '"}']),
     "any": ({}, ['"text"', f"[{DIGITS_16}]", "true"], [DIGITS_17, f"[{DIGITS_17}]"]),
     "untyped_with_keywords": ({"minimum": 3}, ["3", '"a"'], ["2", DIGITS_17]),
+    "enum": ({"type": "integer", "enum": [1, int(DIGITS_17)]}, ["1", DIGITS_17], ["2"]),
 }
 
 
