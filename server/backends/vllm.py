@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 import vllm
+import xgrammar
 from hammer.server.backends.base import (
     Backend,
     Chunk,
+    ConstraintRejected,
     EngineUnavailable,
     GenerationRequest,
     ModelInfo,
@@ -45,6 +48,9 @@ try:  # request errors (bad schema, ...) are the client's: 400, not 503
     from vllm.exceptions import VLLMClientError as _ClientError
 except ImportError:  # older vLLM raised plain ValueError
     _ClientError = ValueError  # type: ignore[misc,assignment]
+
+# The time and source location xgrammar puts before its reasons ("[04:27:18] /project/cpp/x.cc:936: ").
+_XGRAMMAR_LOCATION = re.compile(r"^\[[\d:]+\] \S+:\d+: ")
 
 # Most whitespace characters in a row inside the JSON: a small model can otherwise emit
 # newlines until max_tokens. llama.cpp's converter allows two newlines and 20 indents.
@@ -245,6 +251,18 @@ class VLLMBackend(Backend):
 
     def chat_template_source(self) -> str | None:
         return getattr(self._tokenizer, "chat_template", None)
+
+    def check(self, request: GenerationRequest) -> None:
+        """Compile the constraint as vLLM will, so a schema xgrammar cannot take (a bound beyond its
+        integers, an empty range) is a 400 naming the parameter, before the request waits for a slot
+        (vLLM's own check says only "Invalid structural tag specification")."""
+        if request.constraint is None:
+            return
+        try:
+            xgrammar.Grammar.from_structural_tag(structural_tag(request.constraint, self._settings.schema_limits()))
+        except Exception as exc:  # xgrammar raises RuntimeError with the converter's reason
+            reason = _XGRAMMAR_LOCATION.sub("", str(exc).strip())
+            raise ConstraintRejected(f"xgrammar cannot compile it: {reason}") from None
 
     def sampling_params(self, request: GenerationRequest) -> VLLMSamplingParams:
         params = request.params

@@ -253,16 +253,26 @@ GRAMMAR_CASES: dict[str, tuple[dict, list[str], list[str]]] = {
 def _grammar_checks() -> dict:
     """Run in the vLLM interpreter: which texts xgrammar accepts under the structural tag the backend sends."""
     import xgrammar
-    from hammer.server.backends.base import OutputConstraint
-    from hammer.server.backends.vllm import structural_tag
+    from hammer.server.backends.base import ConstraintRejected, GenerationRequest, OutputConstraint, SamplingParams
+    from hammer.server.backends.vllm import VLLMBackend, structural_tag
     from hammer.server.grammar import SchemaLimits, prepare_schema
+    from hammer.server.settings import Settings
     from xgrammar.testing import _is_grammar_accept_string
 
-    report = {}
+    report: dict = {"accepts": {}, "check": {}}
     for case, (schema, accepted, refused) in GRAMMAR_CASES.items():
         tag = json.loads(structural_tag(OutputConstraint(prepare_schema(schema), "<", ">"), SchemaLimits()))
         grammar = xgrammar.Grammar.from_structural_tag(json.dumps(tag))
-        report[case] = {text: _is_grammar_accept_string(grammar, f"<{text}>") for text in [*accepted, *refused]}
+        report["accepts"][case] = {text: _is_grammar_accept_string(grammar, f"<{text}>")
+                                   for text in [*accepted, *refused]}
+    backend = VLLMBackend(Settings(backend="vllm", model="unused"))  # check() needs no engine
+    for case, schema in {"fits": POPULATION, "beyond_the_bounds": {"type": "integer", "minimum": 10 ** 17}}.items():
+        request = GenerationRequest("", SamplingParams(max_tokens=1), OutputConstraint(prepare_schema(schema)))
+        try:
+            backend.check(request)
+            report["check"][case] = "accepted"
+        except ConstraintRejected as exc:
+            report["check"][case] = str(exc)
     return report
 
 
@@ -283,8 +293,15 @@ class TestNumbersAreBounded:
     @pytest.mark.parametrize("case", sorted(GRAMMAR_CASES))
     def test_digits_are_capped(self, grammar_report, case):
         _, accepted, refused = GRAMMAR_CASES[case]
-        assert {text: grammar_report[case][text] for text in accepted} == dict.fromkeys(accepted, True)
-        assert {text: grammar_report[case][text] for text in refused} == dict.fromkeys(refused, False)
+        accepts = grammar_report["accepts"][case]
+        assert {text: accepts[text] for text in accepted} == dict.fromkeys(accepted, True)
+        assert {text: accepts[text] for text in refused} == dict.fromkeys(refused, False)
+
+    def test_a_schema_xgrammar_cannot_take_is_refused_before_generation(self, grammar_report):
+        # The serving layer answers ConstraintRejected with 400 naming tools or response_format.
+        assert grammar_report["check"]["fits"] == "accepted"
+        refused = grammar_report["check"]["beyond_the_bounds"]
+        assert refused.startswith("xgrammar cannot compile it: ") and "range" in refused and "[" not in refused
 
 
 def _tokenize_checks(model_dir: str) -> dict:
