@@ -1,6 +1,6 @@
 """The embedded model through this server vs through llama-cpp-python's own server, on a fixed BFCL sample.
 
-    python benchmarks/bfcl_vs_llama_cpp_server.py                       # 25 entries per category
+    python benchmarks/bfcl_vs_llama_cpp_server.py                       # 25 entries spread over each category
     python benchmarks/bfcl_vs_llama_cpp_server.py --limit 5 --mask-names
 
 Starts ``hammer serve`` and ``python -m llama_cpp.server --chat_format chatml-function-calling``
@@ -29,7 +29,9 @@ from tests.processes import free_port, running
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--categories", default="simple_python,multiple,parallel,irrelevance")
-    parser.add_argument("--limit", type=int, default=25, help="entries per category (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=25,
+                        help="entries per category, spread over it (default: %(default)s)")
+    parser.add_argument("--first", action="store_true", help="the first --limit entries instead (hammer eval --first)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per request (default: %(default)s)")
     parser.add_argument("--n-ctx", type=int, default=4096, help="context length of both servers")
     # Same thread count on both sides (both default to half the cores), set explicitly so runs compare.
@@ -59,7 +61,8 @@ def main() -> int:
         eval_cmd = [sys.executable, "-m", "hammer.cli", "eval", "--base-url", hammer_url, "--label", "hammer serve",
                     "--compare", peer_url, "--compare-label", "llama_cpp.server", "--compare-model", gguf,
                     "--categories", args.categories, "--limit", str(args.limit), "--timeout", str(args.timeout),
-                    "--output", str(output), *(["--mask-names"] if args.mask_names else [])]
+                    "--output", str(output), *(["--mask-names"] if args.mask_names else []),
+                    *(["--first"] if args.first else [])]
         return subprocess.run(eval_cmd, cwd=ROOT, check=False).returncode
 
 
