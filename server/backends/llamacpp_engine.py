@@ -1,21 +1,23 @@
 """Continuous batching on llama.cpp's C API: one context, one worker thread, up to ``parallel``
 generations sharing each ``llama_decode``.
 
-Each step the worker puts one token of every generating sequence and, in the room left in the batch
-(``batch_tokens``), the next chunk of prompts still being evaluated into one ``llama_batch``;
-sequences join and leave between steps, so a new prompt does not stall the others for longer than
-one chunk. The KV cache is unified: all sequences share ``n_ctx + cache_tokens`` cells, and a prompt
-prefix copied from a cached sequence (``seq_cp``) shares its cells instead of duplicating them.
+Each step the worker evaluates either one token of every generating sequence or the next chunk
+(``batch_tokens``) of one waiting prompt, taking turns, in one ``llama_batch``; sequences join and
+leave between steps, so a new prompt does not stall the others for longer than one chunk.
 
-When the cells run out, the least recently used cached prefix is dropped; if none is left, the
-sequence that joined last is set back (its KV dropped, its prompt and the tokens it generated
-evaluated again later; what it sent stays valid, its sampler state is untouched) until another one
-ends, as vLLM preempts by recomputation.
+Each sequence has a KV stream of its own (``n_ctx`` cells; llama-server's slots): its cells lie in
+the order of its positions whatever else runs. llama.cpp's CPU attention sums cells in cell order, so
+in a shared (unified) KV a token landing in a hole before its prefix moved this 4-bit model's logits
+by up to 0.5 and flipped greedy choices; with streams, a generation is bit-identical alone or among
+others. Prompt prefixes are cached as saved KV state in host memory (``PrefixCache``) and restored
+into a stream (``llama_state_seq_set_data``: a copy, ~0.1 ms per 100 tokens here) instead of being
+evaluated again.
 """
 
 from __future__ import annotations
 
 import codecs
+import ctypes
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +28,9 @@ import numpy as np
 from hammer.server.backends.base import Chunk, SamplingParams, TokenLogprob
 from hammer.server.backends.llamacpp_sampler import SequenceSampler, Vocab
 from hammer.server.backends.prefix_cache import CacheStats, Match, PrefixCache
+
+#: A sequence's saved KV state.
+SavedState = ctypes.Array[ctypes.c_uint8]
 from hammer.server.backends.stops import StopMatcher
 
 #: What a job's ``emit`` receives: text as it is generated, then the last chunk or the error.
@@ -55,8 +60,6 @@ class EngineConfig:
     cache_tokens: int
     threads: int
     flash_attn: bool
-    #: Cached prefixes kept at most (each is an idle llama.cpp sequence).
-    cache_entries: int = 32
 
 
 class _Sequence:
@@ -69,10 +72,10 @@ class _Sequence:
         self.n_past = 0  # tokens of this sequence in the KV cache
         self.pending: list[int] = list(job.tokens)  # tokens to evaluate next
         self.generated: list[int] = []
-        self.started = False  # the cache was looked up (again after a setback)
+        self.started = False  # the cache was looked up
         self.cached = False  # the prompt went into the prefix cache
-        self.source: Match | None = None
-        self.held = False  # set back for want of KV cells: waits until another sequence ends
+        self.source: Match[SavedState] | None = None
+        self.generating = False  # its prompt is evaluated: one token a step from now on
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = StopMatcher(job.params.stop)
         self.logprobs: list[TokenLogprob] = []  # of tokens whose text is not sent yet
@@ -89,12 +92,12 @@ class BatchEngine:
         self._config = config
         self._vocab = Vocab(llama_cpp.llama_model_get_vocab(model))
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = config.n_ctx + config.cache_tokens
+        params.n_ctx = config.n_ctx * config.parallel  # one stream of n_ctx cells per sequence
         params.n_batch = params.n_ubatch = config.batch_tokens
-        params.n_seq_max = config.parallel + config.cache_entries
+        params.n_seq_max = config.parallel
         # llama.cpp reserves logits rows for at least n_seq_max outputs and asserts they fit this.
         params.n_outputs_max = max(config.batch_tokens, params.n_seq_max)
-        params.kv_unified = True
+        params.kv_unified = False
         params.n_threads = params.n_threads_batch = config.threads
         params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attn
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
@@ -104,10 +107,11 @@ class BatchEngine:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
-        self._cache = PrefixCache(config.cache_tokens, range(config.parallel, config.parallel + config.cache_entries))
+        self._cache: PrefixCache[SavedState] = PrefixCache(config.cache_tokens)
         self._free_ids = list(range(config.parallel))
         self._running: list[_Sequence] = []
         self._joined = 0
+        self._prompt_turn = False  # with sequences both prompting and generating: whose step is next
         self._incoming: deque[Job] = deque()
         self._wake = threading.Condition()
         self._stopping = False
@@ -132,6 +136,11 @@ class BatchEngine:
 
     def cache_stats(self) -> CacheStats:
         return self._cache.stats()
+
+    def active(self) -> int:
+        """Generations submitted and not ended (running or waiting for a sequence)."""
+        with self._wake:
+            return len(self._running) + len(self._incoming)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -175,16 +184,12 @@ class BatchEngine:
 
     def _step(self) -> None:
         """One ``llama_decode`` over every sequence that has tokens to evaluate, then sampling."""
-        while True:
-            plan = self._plan()
-            if not plan:
-                return
-            rc = self._decode(self._batch)
-            if rc == 0:
-                break
-            if rc != 1:
-                raise RuntimeError(f"llama_decode returned {rc}")
-            self._make_room()
+        plan = self._plan()
+        if not plan:
+            return
+        rc = self._decode(self._batch)
+        if rc != 0:  # 1 (no KV cell) cannot happen: a sequence's stream holds n_ctx, and so fits its request
+            raise RuntimeError(f"llama_decode returned {rc}")
         for sequence, count, output in plan:
             sequence.n_past += count
             del sequence.pending[:count]
@@ -199,72 +204,68 @@ class BatchEngine:
         return llama_cpp.llama_decode(self._ctx, batch)
 
     def _plan(self) -> list[tuple[_Sequence, int, int | None]]:
-        """Fill the batch: generating sequences first (one token each), then prompt chunks in the order
-        the sequences joined. Returns (sequence, tokens added, batch index of its logits or None)."""
-        batch, room = self._batch, self._config.batch_tokens
-        plan: list[tuple[_Sequence, int, int | None]] = []
-        n = 0
-        order = sorted((s for s in self._running if not s.held), key=lambda s: (not s.prompt_done, s.joined))
-        for sequence in order:
-            if room == 0:
-                break
-            if not sequence.started:
-                self._start(sequence)
-            take = sequence.pending[:room]
-            for offset, token in enumerate(take):
+        """Fill the batch with one token of every generating sequence, or with the next prompt chunk of
+        the longest-waiting sequence, taking turns when there are both. Returns (sequence, tokens added,
+        batch index of its logits or None).
+
+        Never both in one batch: llama.cpp's CPU attention takes another kernel for 64 rows or more,
+        which rounds differently; kept apart, a generated token is computed the same whatever else runs,
+        so concurrent greedy generations give what they give alone."""
+        decoding = [s for s in self._running if s.generating]
+        prompting = [s for s in self._running if not s.generating]
+        if prompting and (not decoding or self._prompt_turn):
+            waiting = min(prompting, key=lambda s: s.joined)
+            if not waiting.started:  # looked up now, not at arrival: a prompt evaluated meanwhile may match
+                self._start(waiting)
+            chosen, take = [waiting], min(len(waiting.pending), self._config.batch_tokens)
+        else:
+            chosen, take = decoding, 1
+        self._prompt_turn = chosen is decoding
+        batch, plan, n = self._batch, [], 0
+        for sequence in chosen:
+            for offset, token in enumerate(sequence.pending[:take]):
                 batch.token[n + offset] = token
                 batch.pos[n + offset] = sequence.n_past + offset
                 batch.n_seq_id[n + offset] = 1
                 batch.seq_id[n + offset][0] = sequence.seq_id
                 batch.logits[n + offset] = False
-            n += len(take)
-            room -= len(take)
+            n += take
             output = None
-            if len(take) == len(sequence.pending):  # its last pending token: sample after it
+            if take == len(sequence.pending):  # its last pending token: sample after it
                 batch.logits[n - 1] = True
                 output = n - 1
-            plan.append((sequence, len(take), output))
+            plan.append((sequence, take, output))
         batch.n_tokens = n
         return plan
 
     def _start(self, sequence: _Sequence) -> None:
-        """Begin from the longest cached prefix of the sequence's tokens, if there is one."""
+        """Begin from the longest cached prefix of the prompt, if there is one."""
         sequence.started = True
         if sequence.job.params.seed is not None:
-            # A seed asks for a reproducible result; a copied prefix sits in other KV cells than a fresh
-            # evaluation, which moves logits slightly (attention sums in another order), enough to
-            # change a sampled token: seeded requests evaluate their whole prompt.
+            # A seed asks for a reproducible result. The few tokens after a restored prefix are
+            # evaluated as a batch of fewer than 64 rows, for which llama.cpp's CPU attention takes
+            # another kernel than for a whole prompt, rounding differently: enough to change a sampled
+            # token. Seeded requests evaluate their whole prompt (and are still cached for others).
             return
-        tokens = sequence.job.tokens + sequence.generated
-        match = self._cache.lookup(tokens)
+        match = self._cache.lookup(sequence.job.tokens)
         if match is not None:
-            llama_cpp.llama_memory_seq_cp(self._memory, match.seq_id, sequence.seq_id, 0, match.length)
+            state = match.state
+            if llama_cpp.llama_state_seq_set_data(self._ctx, state, len(state), sequence.seq_id) != len(state):
+                raise RuntimeError("llama.cpp could not restore a cached prefix")
+            llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, match.length, -1)
             sequence.n_past = match.length
-            sequence.pending = tokens[match.length:]
+            sequence.pending = sequence.job.tokens[match.length:]
             sequence.source = match
 
     def _cache_prompt(self, sequence: _Sequence) -> None:
+        """Save the KV of the just-evaluated prompt (the sequence holds nothing else yet)."""
         sequence.cached = True
         tokens = sequence.job.tokens
-        seq_id, cleared = self._cache.store(tokens, sequence.source)
-        for stale in cleared:
-            llama_cpp.llama_memory_seq_rm(self._memory, stale, -1, -1)
-        if seq_id is not None:
-            llama_cpp.llama_memory_seq_cp(self._memory, sequence.seq_id, seq_id, 0, len(tokens))
-
-    def _make_room(self) -> None:
-        """The KV cache had no cells for the batch: drop a cached prefix, else set a sequence back."""
-        stale = self._cache.evict_oldest()
-        if stale is not None:
-            llama_cpp.llama_memory_seq_rm(self._memory, stale, -1, -1)
+        if not self._cache.wants(tokens, sequence.source):
             return
-        active = [s for s in self._running if not s.held]
-        if len(active) < 2:
-            raise RuntimeError("the KV cache is full")  # cannot happen: a lone request fits n_ctx
-        youngest = max(active, key=lambda s: s.joined)
-        llama_cpp.llama_memory_seq_rm(self._memory, youngest.seq_id, -1, -1)
-        youngest.n_past, youngest.started, youngest.held = 0, False, True
-        youngest.pending = youngest.job.tokens + youngest.generated
+        state = (ctypes.c_uint8 * llama_cpp.llama_state_seq_get_size(self._ctx, sequence.seq_id))()
+        if llama_cpp.llama_state_seq_get_data(self._ctx, state, len(state), sequence.seq_id) == len(state):
+            self._cache.store(tokens, state, sequence.source)
 
     def _advance(self, sequence: _Sequence, token: int, logprob: TokenLogprob | None) -> None:
         """Take the sampled token: send its text, or end the generation."""
@@ -287,6 +288,7 @@ class BatchEngine:
             self._finish(sequence, "length")
             return
         sequence.pending.append(token)
+        sequence.generating = True
 
     def _finish(self, sequence: _Sequence, reason: str) -> None:
         text = sequence.stops.feed(sequence.decoder.decode(b"", final=True)) + sequence.stops.flush()
@@ -294,20 +296,16 @@ class BatchEngine:
         self._end(sequence)
 
     def _end(self, sequence: _Sequence) -> None:
-        """Free the sequence's KV cells, sampler and id; sequences set back may resume."""
+        """Free the sequence's KV cells, sampler and id."""
         llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
         sequence.job.sampler.free()
         self._running.remove(sequence)
         self._free_ids.append(sequence.seq_id)
-        for waiting in self._running:
-            waiting.held = False
 
     def _fail_all(self, error: BaseException) -> None:
-        """End every running generation with ``error`` and forget the KV: after a failed decode its
-        state is unknown (llama.cpp keeps the micro-batches it managed)."""
+        """End every running generation with ``error`` and clear the KV: after a failed decode its
+        state is unknown (llama.cpp keeps the micro-batches it managed). The saved prefixes stay."""
         for sequence in list(self._running):
             sequence.job.emit(error)
             self._end(sequence)
-        for seq_id in self._cache.clear():
-            llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
         llama_cpp.llama_memory_clear(self._memory, True)

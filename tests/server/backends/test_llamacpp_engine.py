@@ -1,0 +1,218 @@
+"""The batching engine on the real embedded model: concurrent generations give what they give alone,
+a generation that is abandoned frees its sequence, the prefix cache keeps its budget and changes no
+result, and memory stays bounded over a long run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import time
+from typing import Any
+
+import pytest
+from hammer.server.backends.base import GenerationRequest, OutputConstraint, SamplingParams
+from hammer.server.backends.llamacpp import LlamaCppBackend
+from hammer.server.constraints import calls_schema, plan_tools
+from hammer.server.grammar import SchemaLimits
+from hammer.server.protocol import FunctionDefinition, Tool
+from hammer.server.settings import Settings
+
+from hammer.prompt_format import render_prompt
+
+pytestmark = pytest.mark.slow
+
+WEATHER = FunctionDefinition(name="get_weather", description="Current weather for a city", parameters={
+    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string",
+                                                                           "enum": ["celsius", "fahrenheit"]}},
+    "required": ["city"]})
+STOCK = FunctionDefinition(name="get_stock_price", description="Latest price of a stock by its ticker symbol",
+                           parameters={"type": "object", "properties": {"ticker": {"type": "string"}},
+                                       "required": ["ticker"]})
+EMAIL = FunctionDefinition(name="send_email", description="Send an email", parameters={
+    "type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
+    "required": ["to", "subject"]})
+
+
+def tool_request(functions: list[FunctionDefinition], question: str, max_tokens: int = 200) -> GenerationRequest:
+    prompt = render_prompt([f.model_dump() for f in functions], [{"role": "user", "content": question}])
+    plan = plan_tools([Tool(type="function", function=f) for f in functions], "required", True, 8, SchemaLimits())
+    return GenerationRequest(prompt, SamplingParams(max_tokens=max_tokens, temperature=0),
+                             OutputConstraint(calls_schema(plan, 4, 64), "```\n", "\n```"))
+
+
+def chat_request(backend: LlamaCppBackend, question: str, max_tokens: int = 40) -> GenerationRequest:
+    return GenerationRequest(backend.chat_prompt([{"role": "user", "content": question}]),
+                             SamplingParams(max_tokens=max_tokens, temperature=0))
+
+
+async def collect(backend: LlamaCppBackend, request: GenerationRequest) -> tuple[str, str | None]:
+    text, finish = "", None
+    async for chunk in backend.generate(request):
+        text += chunk.text
+        finish = chunk.finish_reason or finish
+    return text, finish
+
+
+class Served:
+    """A backend on its own event loop (one per module, as in the server)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.backend = LlamaCppBackend(Settings(**settings))
+        self.loop.run_until_complete(self.backend.start())
+
+    def run(self, *requests: GenerationRequest) -> list[tuple[str, str | None]]:
+        """The requests at once."""
+        async def all_at_once() -> list[tuple[str, str | None]]:
+            return list(await asyncio.gather(*(collect(self.backend, r) for r in requests)))
+        return self.loop.run_until_complete(all_at_once())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.backend.close())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def served():
+    served = Served(n_ctx=2048, parallel=4, cache_tokens=2048)
+    yield served
+    served.close()
+
+
+def requests(backend: LlamaCppBackend) -> list[tuple[GenerationRequest, str]]:
+    """Mixed tool sets and grammars, and plain chat, each with a word its answer must hold: what several
+    clients send at once."""
+    return [(tool_request([WEATHER, EMAIL], "What's the weather in Paris?"), "Paris"),
+            (tool_request([STOCK], "Get the stock price for the ticker IBM."), "IBM"),
+            (tool_request([WEATHER, EMAIL], "Email bob@example.com with the subject Lunch."), ""),  # the model errs
+            (chat_request(backend, "Name three colors."), ""),
+            (tool_request([STOCK], "How much is one share of MSFT?"), "MSFT"),
+            (tool_request([WEATHER, EMAIL], "Is it raining in Tokyo?"), "Tokyo")]
+
+
+def first_call(text: str) -> dict[str, Any]:
+    calls = json.loads(text.strip("`\n"))  # a complete call list: not cut short or garbled by a neighbour
+    return calls[0]
+
+
+class TestConcurrency:
+    def test_concurrent_generations_match_one_at_a_time(self, served):
+        batch = [request for request, _ in requests(served.backend)]
+        for request in batch:  # the tool sets' prefixes cached, as both runs below then find them
+            served.run(request)
+        alone = [served.run(request)[0] for request in batch]
+        together = served.run(*batch)  # six requests, four sequences: two wait, then join mid-way
+        assert together == alone
+        for (request, word), (text, finish) in zip(requests(served.backend), together):
+            assert finish == "stop"
+            if request.constraint is not None:
+                assert word in json.dumps(first_call(text))  # its own question's answer, no other's
+        assert len({text for text, _ in alone}) == len(alone)  # the requests really differ
+
+    def test_a_cached_prefix_gives_the_calls_a_fresh_evaluation_gives(self):
+        """The same calls, not always the same text: the tokens after a restored prefix are evaluated as
+        a batch of fewer than 64 rows, for which llama.cpp's attention takes another kernel than for a
+        whole prompt (llama-server's prompt cache has the same property)."""
+        fresh = Served(n_ctx=2048, parallel=2, cache_tokens=0)
+        try:
+            expected = [fresh.run(request)[0] for request, _ in requests(fresh.backend)]
+        finally:
+            fresh.close()
+        cached = Served(n_ctx=2048, parallel=2, cache_tokens=4096)
+        try:
+            for request, _ in requests(cached.backend):
+                cached.run(request)
+            hits = cached.backend.prefix_cache_stats().hits
+            batch = [request for request, _ in requests(cached.backend)]
+            again = [cached.run(request)[0] for request in batch]
+            assert cached.backend.prefix_cache_stats().hits == hits + len(again)
+        finally:
+            cached.close()
+        for request, (text, finish), (text_fresh, _) in zip(batch, again, expected):
+            assert finish == "stop"
+            if request.constraint is not None:
+                assert first_call(text) == first_call(text_fresh)
+
+    def test_an_abandoned_generation_frees_its_sequence_and_leaves_others_alone(self, served):
+        backend = served.backend
+        expected = served.run(tool_request([WEATHER, EMAIL], "What's the weather in Paris?"))[0]
+
+        async def scenario() -> tuple[str, str | None]:
+            story = backend.generate(chat_request(backend, "Write a long story about a dragon.", max_tokens=400))
+            await anext(story)  # running now
+            other = asyncio.ensure_future(collect(backend, tool_request([WEATHER, EMAIL],
+                                                                        "What's the weather in Paris?")))
+            await anext(story)
+            await story.aclose()  # the client went away
+            return await other
+
+        assert served.loop.run_until_complete(scenario()) == expected
+        deadline = time.monotonic() + 10
+        while backend.engine.active() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backend.engine.active() == 0
+
+    def test_more_requests_than_sequences_wait_and_all_finish(self, served):
+        batch = [tool_request([STOCK], f"Price of {t}?") for t in ("AAPL", "IBM", "TSLA", "NVDA",
+                                                                                   "AMZN", "META", "ORCL", "SAP")]
+        results = served.run(*batch)
+        assert all(finish == "stop" and text.startswith("```\n[") for text, finish in results)
+
+
+class TestPrefixCache:
+    def test_a_repeated_tool_set_reuses_its_prefix(self, served):
+        backend = served.backend
+        served.run(tool_request([STOCK, EMAIL], "Price of IBM?"))
+        before = backend.prefix_cache_stats()
+        served.run(tool_request([STOCK, EMAIL], "Email ann@example.com about the report."))
+        after = backend.prefix_cache_stats()
+        prompt_tokens = backend.count_tokens(tool_request([STOCK, EMAIL], "x").prompt)
+        assert after.hits == before.hits + 1
+        # Everything up to the question came from the cache.
+        assert after.reused_tokens - before.reused_tokens > prompt_tokens - 30
+
+    def test_the_cache_keeps_its_budget(self):
+        served = Served(n_ctx=1024, parallel=2, cache_tokens=1000)
+        try:
+            # Tool sets that differ in more than half their prompt: each is an entry of its own.
+            sets = [[FunctionDefinition(name=f"tool_{i}", description=f"Handles case {i} of {i * 7}. " * 40,
+                                        parameters={"type": "object", "properties": {"x": {"type": "string"}}})]
+                    for i in range(5)]
+            for functions in sets + sets[:2]:
+                served.run(tool_request(functions, "Use the tool.", max_tokens=12))
+                stats = served.backend.prefix_cache_stats()
+                assert stats.cached_tokens <= 1000
+            assert stats.evictions >= 4 and stats.entries >= 1
+            # The oldest sets were evicted by the time they came back: only the preamble all share was reused.
+            shared = served.backend.tokenize(tool_request(sets[0], "x").prompt)
+            other = served.backend.tokenize(tool_request(sets[1], "x").prompt)
+            preamble = next(i for i, (a, b) in enumerate(zip(shared, other)) if a != b)
+            assert stats.reused_tokens == stats.hits * preamble
+        finally:
+            served.close()
+
+
+class TestLongRun:
+    def test_memory_stays_bounded(self, served):
+        backend = served.backend
+
+        def batch(i: int) -> list[GenerationRequest]:
+            tools = [FunctionDefinition(name=f"lookup_{i % 7}", description=f"Looks up case {i % 7}. " * 30,
+                                        parameters={"type": "object", "properties": {"q": {"type": "string"}}})]
+            return [tool_request(tools, f"Look up item {i}-{k}.", max_tokens=24) for k in range(4)]
+
+        for i in range(7):  # warm: buffers, piece cache, and the cache full (seven tool sets, 2048 tokens)
+            served.run(*batch(i))
+        assert backend.prefix_cache_stats().evictions > 0
+        start = _rss_mib()
+        for i in range(7, 21):
+            served.run(*batch(i))
+        assert _rss_mib() - start < 20  # a prompt's saved KV is ~7 MiB here: nothing piles up
+        assert backend.engine.active() == 0
+        assert backend.prefix_cache_stats().cached_tokens <= 2048
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
