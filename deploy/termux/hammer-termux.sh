@@ -156,8 +156,10 @@ need_network() {
         run curl -sSfI --max-time 15 "${HAMMER_NET_CHECK_URL}"
         return 0
     fi
+    local metered=""
+    ((model_mb > 0)) && metered=" (a metered connection downloads ${model_mb} MB for the model)"
     curl -sSfI --max-time 15 "${HAMMER_NET_CHECK_URL}" >/dev/null 2>&1 ||
-        die 2 "no network: ${HAMMER_NET_CHECK_URL} cannot be reached (needed to $1). Connect to the internet (a metered connection downloads ${model_mb} MB for the model) and run this script again."
+        die 2 "no network: ${HAMMER_NET_CHECK_URL} cannot be reached (needed to $1). Connect to the internet${metered} and run this script again."
 }
 
 # Features line of /proc/cpuinfo (the first one: Android lists the same for every core).

@@ -275,6 +275,17 @@ def test_no_network_is_reported_before_anything_is_installed(phone: Phone) -> No
     assert phone.calls("pkg") == []
 
 
+def test_no_network_message_mentions_a_model_download_only_when_there_is_one(phone: Phone) -> None:
+    # Found by the emulated run (emulate.sh): with --model the message spoke of downloading 0 MB.
+    download = phone.run(STUB_NET_FAIL="1")
+    assert download.returncode == 2 and "downloads 1000 MB for the model" in download.stderr
+    own = phone.home / "my-hammer.gguf"
+    own.write_bytes(b"GGUF" + b"\0" * 64)
+    result = phone.run("--model", str(own), STUB_NET_FAIL="1")
+    assert result.returncode == 2 and "no network" in result.stderr
+    assert "MB for the model" not in result.stderr
+
+
 def test_package_manager_failure(phone: Phone) -> None:
     result = phone.run(STUB_PKG_FAIL="1")
     assert result.returncode == 5 and "pkg install failed" in result.stderr and "termux-change-repo" in result.stderr
