@@ -86,7 +86,10 @@ class TestQueueBound:
                 "response_format": {"type": "json_schema", "json_schema": {"name": "words", "schema": {
                     "type": "array", "items": {"type": "string"}, "minItems": 300}}}}
         with httpx.stream("POST", f"{url}{CHAT}", json=long, timeout=120) as generating:
-            next(generating.iter_lines())  # the model is busy with this one
+            lines = generating.iter_lines()
+            # The model is busy with this one once text comes (the role chunk is sent before it takes a slot).
+            while '"content":"["' not in next(lines):
+                pass
             with pytest.raises(httpx.ReadTimeout):  # waits in the queue, then hangs up
                 httpx.post(f"{url}{CHAT}", json=body(max_tokens=8), timeout=1.5)
             deadline = time.monotonic() + 5
