@@ -17,6 +17,7 @@ from hammer.server.backends.base import (
     Backend,
     Chunk,
     ConstraintRejected,
+    EngineUnavailable,
     GenerationRequest,
     ModelInfo,
     OutputConstraint,
@@ -26,7 +27,6 @@ from hammer.server.backends.llamacpp_sampler import SequenceSampler
 from hammer.server.backends.prefix_cache import CacheStats
 from hammer.server.backends.special_text import fragments
 from hammer.server.chat_template import render_chat_template
-from hammer.server.errors import BackendUnavailable
 from hammer.server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
 from hammer.server.settings import Settings
 
@@ -109,14 +109,14 @@ class LlamaCppBackend(Backend):
     async def start(self) -> ModelInfo:
         path = self._settings.model_path()
         if not os.path.isfile(path):
-            raise BackendUnavailable(f"model file not found: {path} (--model expects a .gguf file)")
+            raise EngineUnavailable(f"model file not found: {path} (--model expects a .gguf file)")
         try:
             self._llama = await asyncio.to_thread(llama_cpp.Llama, model_path=path, vocab_only=True, verbose=False)
             self._model = await asyncio.to_thread(self._load_model, path)
             self._engine = await asyncio.to_thread(BatchEngine, self._model, self._engine_config())
         except (ValueError, RuntimeError) as exc:
             await self.close()
-            raise BackendUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+            raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
         self._specials = special_strings(self._llama)
         return ModelInfo(self._settings.model_name(), self._settings.n_ctx, {"path": path},
                          max_token_chars=longest_token(self._llama),
@@ -157,13 +157,13 @@ class LlamaCppBackend(Backend):
     def llama(self) -> llama_cpp.Llama:
         """The tokenizer (a vocab-only ``Llama``)."""
         if self._llama is None:
-            raise BackendUnavailable("the model is not loaded")
+            raise EngineUnavailable("the model is not loaded")
         return self._llama
 
     @property
     def engine(self) -> BatchEngine:
         if self._engine is None:
-            raise BackendUnavailable("the model is not loaded")
+            raise EngineUnavailable("the model is not loaded")
         return self._engine
 
     def prefix_cache_stats(self) -> CacheStats | None:
@@ -237,22 +237,22 @@ class LlamaCppBackend(Backend):
         try:
             job = await asyncio.to_thread(self._job, request, emit)
         except ConstraintRejected as exc:  # check() passed, so this is the engine's fault: 503 as before
-            raise BackendUnavailable(f"llama.cpp generation failed: {exc}") from exc
+            raise EngineUnavailable(f"llama.cpp generation failed: {exc}") from exc
         engine = self.engine
         try:
             engine.submit(job)
         except GenerationStopped:
             job.sampler.free()
-            raise BackendUnavailable("generation stopped: the server is shutting down") from None
+            raise EngineUnavailable("generation stopped: the server is shutting down") from None
         try:
             while True:
                 item = await queue.get()
-                if isinstance(item, BackendUnavailable):
+                if isinstance(item, EngineUnavailable):
                     raise item
                 if isinstance(item, GenerationStopped):
-                    raise BackendUnavailable("generation stopped: the server is shutting down")
+                    raise EngineUnavailable("generation stopped: the server is shutting down")
                 if isinstance(item, BaseException):
-                    raise BackendUnavailable(f"llama.cpp generation failed: {item}") from item
+                    raise EngineUnavailable(f"llama.cpp generation failed: {item}") from item
                 yield item
                 if item.finish_reason is not None:
                     return

@@ -53,8 +53,12 @@ class SequenceSampler:
             bias = (llama_cpp.llama_logit_bias * len(params.logit_bias))(
                 *(llama_cpp.llama_logit_bias(token, value) for token, value in params.logit_bias))
             _add(self._pre, llama_cpp.llama_sampler_init_logit_bias(vocab.size, len(params.logit_bias), bias))
-        _add(self._pre, llama_cpp.llama_sampler_init_penalties(
-            vocab.size, PENALTY_LAST_N, params.repeat_penalty, params.frequency_penalty, params.presence_penalty))
+        penalized = params.repeat_penalty != 1.0 or params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
+        if penalized:
+            _add(self._pre, llama_cpp.llama_sampler_init_penalties(
+                vocab.size, PENALTY_LAST_N, params.repeat_penalty, params.frequency_penalty, params.presence_penalty))
+        # Greedy on the raw logits (a tool call at temperature 0): the argmax needs no candidate array.
+        self._plain_argmax = params.temperature <= 0 and not params.logit_bias and not penalized
         self._grammar = None
         if grammar is not None:
             self._grammar = llama_cpp.llama_sampler_init_grammar(vocab.handle, grammar.encode("utf-8"), b"root")
@@ -84,9 +88,11 @@ class SequenceSampler:
         if self._greedy and self._grammar is not None:
             # llama-server's shortcut, exact for greedy: the best token is usually one the grammar
             # allows; checking that one token is far cheaper than masking the whole vocabulary.
-            token = self._pick(logits, grammar=False)
+            token = int(logits.argmax()) if self._plain_argmax else self._pick(logits, grammar=False)
             if not self._allows(token):
                 token = self._pick(logits, grammar=True)
+        elif self._plain_argmax:
+            token = int(logits.argmax())
         else:
             token = self._pick(logits, grammar=self._grammar is not None)
         llama_cpp.llama_sampler_accept(self._pre, token)

@@ -99,9 +99,9 @@ class TestGeneration:
         assert prompt.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
 
     def test_missing_model_file_is_a_clear_error(self, tmp_path):
-        from hammer.server.errors import BackendUnavailable
+        from hammer.server.backends.base import EngineUnavailable
 
-        with pytest.raises(BackendUnavailable, match="model file not found"):
+        with pytest.raises(EngineUnavailable, match="model file not found"):
             asyncio.run(LlamaCppBackend(Settings(model=str(tmp_path / "nope.gguf"))).start())
 
 
