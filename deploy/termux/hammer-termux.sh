@@ -23,6 +23,9 @@ set -euo pipefail
 HAMMER_HOME=${HAMMER_HOME:-${HOME}/.hammer}
 HAMMER_PORT=${HAMMER_PORT:-8000}
 HAMMER_N_CTX=${HAMMER_N_CTX:-4096}
+# One generation at a time: the server's llama.cpp engine gives each parallel sequence a KV
+# cache of --n-ctx cells, so its default of 4 would take four times the memory a phone has for it.
+HAMMER_PARALLEL=${HAMMER_PARALLEL:-1}
 HAMMER_N_THREADS=${HAMMER_N_THREADS:-}
 HAMMER_MODEL=${HAMMER_MODEL:-}
 HAMMER_MODEL_SIZE=${HAMMER_MODEL_SIZE:-1.5b}
@@ -58,6 +61,8 @@ Options:
   --port N           port on 127.0.0.1 (default ${HAMMER_PORT})
   --threads N        llama.cpp threads (default: the phone's performance cores)
   --n-ctx N          context length in tokens (default ${HAMMER_N_CTX})
+  --parallel N       generations decoded together, each with its own --n-ctx of KV cache
+                     (default ${HAMMER_PARALLEL}: a phone's memory is for one)
   --no-openmp        build llama.cpp with its own thread pool instead of OpenMP
   --allow-slow-cpu   go on with a CPU without the ARMv8.2 dot-product instructions
   --no-start         install everything, do not start the server
@@ -102,6 +107,7 @@ while [[ $# -gt 0 ]]; do
         --port) need_value "$@"; HAMMER_PORT=$2; shift 2 ;;
         --threads) need_value "$@"; HAMMER_N_THREADS=$2; shift 2 ;;
         --n-ctx) need_value "$@"; HAMMER_N_CTX=$2; shift 2 ;;
+        --parallel) need_value "$@"; HAMMER_PARALLEL=$2; shift 2 ;;
         --no-openmp) OPENMP=0; shift ;;
         --allow-slow-cpu) ALLOW_SLOW_CPU=1; shift ;;
         --no-start) START=0; shift ;;
@@ -116,6 +122,9 @@ if ! is_uint "${HAMMER_PORT}" || ((HAMMER_PORT < 1 || HAMMER_PORT > 65535)); the
     die 1 "--port must be 1-65535, not '${HAMMER_PORT}'"
 fi
 is_uint "${HAMMER_N_CTX}" || die 1 "--n-ctx must be a number, not '${HAMMER_N_CTX}'"
+if ! is_uint "${HAMMER_PARALLEL}" || ((HAMMER_PARALLEL < 1)); then
+    die 1 "--parallel must be 1 or more, not '${HAMMER_PARALLEL}'"
+fi
 [[ -z ${HAMMER_N_THREADS} ]] || is_uint "${HAMMER_N_THREADS}" || die 1 "--threads must be a number, not '${HAMMER_N_THREADS}'"
 
 # Hammer2.1 Q4_K_M GGUFs: MadeAgents publishes safetensors only; these are community
@@ -326,7 +335,8 @@ fi
 # ----- 7. serve -----------------------------------------------------------------------------
 step "starting the server"
 serve=(hammer serve --host 127.0.0.1 --port "${HAMMER_PORT}" --model "${model_path}"
-    --served-model-name "${served_name}" --n-threads "${threads}" --n-ctx "${HAMMER_N_CTX}")
+    --served-model-name "${served_name}" --n-threads "${threads}" --n-ctx "${HAMMER_N_CTX}"
+    --parallel "${HAMMER_PARALLEL}")
 info "OpenAI base_url: http://127.0.0.1:${HAMMER_PORT}/v1   model: ${served_name}"
 [[ -n ${HAMMER_API_KEY:-} ]] || info "no HAMMER_API_KEY set: no authentication (the server listens on localhost only)"
 if ((!START)); then

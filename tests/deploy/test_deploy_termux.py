@@ -169,7 +169,7 @@ def test_dry_run_on_a_snapdragon_8_gen_3_prints_every_step_and_changes_nothing(p
     serve = re.search(r"\+ (hammer serve .*)", out)
     assert serve and serve.group(1) == (
         f"hammer serve --host 127.0.0.1 --port 8000 --model {phone.home}/.hammer/models/hammer2.1-1.5b-Q4_K_M.gguf "
-        "--served-model-name hammer2.1-1.5b-Q4_K_M --n-threads 6 --n-ctx 4096")
+        "--served-model-name hammer2.1-1.5b-Q4_K_M --n-threads 6 --n-ctx 4096 --parallel 1")
     # Nothing was installed, built, downloaded or started.
     assert phone.calls("pkg") == [] and phone.calls("curl") == [] and phone.calls("hammer") == []
     assert [c for c in phone.calls("python") if "pip" in c] == []
@@ -182,7 +182,9 @@ def test_dry_run_options_reach_the_commands(phone: Phone) -> None:
     assert result.returncode == 0, result.stderr
     assert "-DGGML_OPENMP=OFF" in cmake_args(result.stdout)
     assert "hammer2.1-0.5b-Q4_K_M.gguf" in result.stdout
-    assert "--port 9001" in result.stdout and "--n-threads 3 --n-ctx 2048" in result.stdout
+    assert "--port 9001" in result.stdout and "--n-threads 3 --n-ctx 2048 --parallel 1" in result.stdout
+    two = phone.run("--dry-run", "--parallel", "2")
+    assert two.returncode == 0 and "--n-ctx 4096 --parallel 2" in two.stdout
 
 
 def test_cpu_without_i8mm_builds_for_dotprod(tmp_path: Path) -> None:
@@ -224,6 +226,7 @@ def test_bad_arguments(phone: Phone) -> None:
     assert phone.run("--port", "99999").returncode == 1
     assert phone.run("--model").returncode == 1
     assert phone.run("--frobnicate").returncode == 1
+    assert phone.run("--parallel", "0").returncode == 1
 
 
 # ----- real runs against the stubs ----------------------------------------------------------
@@ -238,7 +241,7 @@ def test_install_then_rerun_is_idempotent(phone: Phone) -> None:
     assert model.read_bytes().startswith(b"GGUF") and not model.with_suffix(".gguf.part").exists()
     assert phone.calls("hammer") == [
         (f"hammer serve --host 127.0.0.1 --port 8000 --model {model} --served-model-name hammer2.1-1.5b-Q4_K_M "
-         "--n-threads 6 --n-ctx 4096")]
+         "--n-threads 6 --n-ctx 4096 --parallel 1")]
     stamp = (phone.home / ".hammer" / "llama-cpp-python.stamp").read_text()
     assert "llama-cpp-python==" in stamp and "-DGGML_OPENMP=ON" in stamp
 
