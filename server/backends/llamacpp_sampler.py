@@ -16,6 +16,9 @@ from hammer.server.backends.base import SamplingParams, TokenLogprob
 #: Tokens the repeat/frequency/presence penalties look back over (llama-cpp-python's default).
 PENALTY_LAST_N = 64
 
+#: Greedy decoding under a grammar first looks for an allowed token among this many most likely ones.
+SHORTLIST = 32
+
 _TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
 
 
@@ -78,6 +81,9 @@ class SequenceSampler:
         self._ids = np.arange(vocab.size, dtype=np.intc)
         self._candidates = llama_cpp.llama_token_data_array(
             self._data.ctypes.data_as(llama_cpp.llama_token_data_p), vocab.size, -1, False)
+        self._few = np.zeros(SHORTLIST, dtype=_TOKEN_DATA)
+        self._shortlist = llama_cpp.llama_token_data_array(
+            self._few.ctypes.data_as(llama_cpp.llama_token_data_p), SHORTLIST, -1, False)
         self._one = np.zeros(1, dtype=_TOKEN_DATA)
         self._single = llama_cpp.llama_token_data_array(
             self._one.ctypes.data_as(llama_cpp.llama_token_data_p), 1, -1, False)
@@ -90,7 +96,8 @@ class SequenceSampler:
             # allows; checking that one token is far cheaper than masking the whole vocabulary.
             token = int(logits.argmax()) if self._plain_argmax else self._pick(logits, grammar=False)
             if not self._allows(token):
-                token = self._pick(logits, grammar=True)
+                shortlisted = self._best_allowed(logits) if self._plain_argmax else None
+                token = self._pick(logits, grammar=True) if shortlisted is None else shortlisted
         elif self._plain_argmax:
             token = int(logits.argmax())
         else:
@@ -118,6 +125,18 @@ class SequenceSampler:
             llama_cpp.llama_sampler_apply(self._grammar, pointer)
         llama_cpp.llama_sampler_apply(self._post, pointer)
         return int(data["id"][candidates.selected])
+
+    def _best_allowed(self, logits: np.ndarray) -> int | None:
+        """The most likely token the grammar allows among the ``SHORTLIST`` most likely (None if it
+        allows none of them): the same token as masking the whole vocabulary, at a fraction of the cost."""
+        top = np.argpartition(logits, -SHORTLIST)[-SHORTLIST:]
+        ranked = top[np.lexsort((top, -logits[top]))]  # as llama.cpp's greedy: highest logit, lowest id
+        self._few["id"] = ranked
+        self._few["logit"] = logits[ranked]
+        self._shortlist.size, self._shortlist.selected, self._shortlist.sorted = SHORTLIST, -1, False
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(self._shortlist))
+        allowed = np.flatnonzero(~np.isinf(self._few["logit"]))
+        return int(ranked[allowed[0]]) if len(allowed) else None
 
     def _allows(self, token: int) -> bool:
         self._one[0] = (token, 1.0, 0.0)

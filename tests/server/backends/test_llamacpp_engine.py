@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hammer.server.backends.base import GenerationRequest, OutputConstraint, SamplingParams
 from hammer.server.backends.llamacpp import LlamaCppBackend
+from hammer.server.backends.llamacpp_sampler import SequenceSampler
 from hammer.server.constraints import calls_schema, plan_tools
 from hammer.server.grammar import SchemaLimits
 from hammer.server.protocol import FunctionDefinition, Tool
@@ -158,6 +159,18 @@ class TestConcurrency:
                                                                                    "AMZN", "META", "ORCL", "SAP")]
         results = served.run(*batch)
         assert all(finish == "stop" and text.startswith("```\n[") for text, finish in results)
+
+
+class TestSampling:
+    def test_the_grammar_shortlist_picks_what_masking_the_vocabulary_picks(self, monkeypatch):
+        served = Served(n_ctx=2048, parallel=2, cache_tokens=0)
+        try:
+            batch = [request for request, _ in requests(served.backend) if request.constraint is not None]
+            shortlisted = [served.run(request)[0] for request in batch]
+            monkeypatch.setattr(SequenceSampler, "_best_allowed", lambda self, logits: None)
+            assert [served.run(request)[0] for request in batch] == shortlisted
+        finally:
+            served.close()
 
 
 class TestPrefixCache:
