@@ -145,9 +145,10 @@ def renderer() -> Callable[..., tuple[str, str]]:
     return render
 
 
-def throughput(target: Target, clients: int, requests: int, max_tokens: int) -> dict[str, float]:
-    """``requests`` requests from ``clients`` threads, tool sets alternating, a new question each."""
-    work = [(TRAVEL if i % 2 == 0 else OFFICE, QUESTIONS["travel" if i % 2 == 0 else "office"][(i // 2) % 6])
+def throughput(target: Target, clients: int, requests: int, max_tokens: int, sets: int = 2) -> dict[str, float]:
+    """``requests`` requests from ``clients`` threads, the first ``sets`` tool sets taking turns, a new
+    question each."""
+    work = [(TRAVEL if i % sets == 0 else OFFICE, QUESTIONS["travel" if i % sets == 0 else "office"][(i // sets) % 6])
             for i in range(requests)]
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
@@ -234,6 +235,7 @@ def main() -> int:
             target = Target(name, url, hammer_send(url) if name == "hammer" else llama_send(url, renderer()))
             throughput(target, 1, 2, args.max_tokens)  # warm: both tool sets once
             results[name] = {f"{c} clients": throughput(target, c, args.requests, args.max_tokens) for c in levels}
+            results[name]["one set"] = throughput(target, 1, args.requests, args.max_tokens, sets=1)
             if not args.skip_ttft:
                 results[name]["ttft"] = ttft_by_age(target, ages)
             print(f"{name}: done", file=sys.stderr)
@@ -247,6 +249,9 @@ def main() -> int:
         h, ll = hammer[f"{c} clients"], llama[f"{c} clients"]
         print(f"| {c} | {h['rps']:.2f} | {ll['rps']:.2f} | {h['rps'] / ll['rps']:.2f}x | "
               f"{h['p50']:.2f} / {h['p90']:.2f} | {ll['p50']:.2f} / {ll['p90']:.2f} |")
+    h, ll = hammer["one set"], llama["one set"]
+    print(f"| 1, one warm tool set | {h['rps']:.2f} | {ll['rps']:.2f} | {h['rps'] / ll['rps']:.2f}x | "
+          f"{h['p50']:.2f} / {h['p90']:.2f} | {ll['p50']:.2f} / {ll['p90']:.2f} |")
     if not args.skip_ttft:
         print("\n| tool set | hammer TTFT s | llama-server TTFT s |")
         print("|---|---|---|")
