@@ -9,8 +9,10 @@ for a served tool call and a refusal.
 
 ``prepare`` goes through the serving layer's own code (``convert``: tool plan, Hammer prompt,
 output constraint; the llama.cpp backend's grammar and tokenizer), so the tokens and grammar
-are the ones ``hammer serve`` would decode with; ``greedy`` then calls ``Llama.generate`` with
-the backend's arguments at temperature 0.
+are the ones ``hammer serve`` would decode with. ``greedy`` decodes them through
+llama-cpp-python's ``Llama.generate`` (llama.cpp's grammar sampler, then argmax), which needs
+nothing of the server: the comparison is of the llama.cpp builds, and the server's own engine
+is what ``client`` exercises on arm64.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def greedy(case: Path, model: str, out: Path, threads: int) -> None:
     grammar = LlamaGrammar.from_string((case / "grammar.gbnf").read_text(), verbose=False)
     started = time.monotonic()
     generated: list[int] = []
-    # The arguments LlamaCppBackend._decode passes at temperature 0, with no penalties or bias.
+    # Temperature 0 with no penalties or bias: grammar, then the most likely token.
     for token in llama.generate(tokens, temp=0.0, top_p=1.0, top_k=1, min_p=0.0, repeat_penalty=1.0,
                                 frequency_penalty=0.0, presence_penalty=0.0, grammar=grammar, reset=True):
         if llama_cpp.llama_token_is_eog(llama._model.vocab, token):

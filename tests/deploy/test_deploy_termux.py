@@ -76,7 +76,7 @@ class Phone:
 
     def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", str(TERMUX_SCRIPT), *args], capture_output=True, text=True, timeout=60,
-                              env={**self.env, **env}, cwd=self.home)
+                              env={**self.env, **env}, cwd=self.home, check=False)
 
     def calls(self, tool: str) -> list[str]:
         lines = self.log.read_text().splitlines() if self.log.exists() else []
@@ -135,18 +135,19 @@ def test_shell_scripts_are_shellcheck_clean() -> None:
     scripts = sorted(DEPLOY.rglob("*.sh"))
     assert TERMUX_SCRIPT in scripts and EMULATE_SCRIPT in scripts
     result = subprocess.run([exe, "--severity=style", "--external-sources", *map(str, scripts)],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout
 
 
 def test_shell_scripts_parse() -> None:
     for script in (TERMUX_SCRIPT, EMULATE_SCRIPT):
-        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30, check=False)
         assert result.returncode == 0, f"{script.name}: {result.stderr}"
 
 
 def test_help() -> None:
-    result = subprocess.run(["bash", str(TERMUX_SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(["bash", str(TERMUX_SCRIPT), "--help"], capture_output=True, text=True, timeout=30,
+                            check=False)
     assert result.returncode == 0 and "--dry-run" in result.stdout and "--model PATH" in result.stdout
 
 
@@ -211,7 +212,7 @@ def test_non_arm_cpu_is_unsupported(phone: Phone) -> None:
 def test_outside_termux_it_says_so(phone: Phone) -> None:
     env = {k: v for k, v in phone.env.items() if k != "PREFIX"}
     result = subprocess.run(["bash", str(TERMUX_SCRIPT), "--dry-run"], capture_output=True, text=True,
-                            env=env, timeout=30)
+                            env=env, timeout=30, check=False)
     assert result.returncode == 3 and "runs in Termux" in result.stderr
 
 
@@ -323,7 +324,7 @@ def test_script_is_executable_and_uses_bash() -> None:
 # ----- emulate.sh's contract with the script (deploy/termux/emulate.sh runs it on an emulated arm64) ----
 
 def pinned_version(text: str, pattern: str) -> str:
-    match = re.search(pattern, text, re.M)
+    match = re.search(pattern, text, re.MULTILINE)
     assert match, pattern
     return match.group(1)
 
@@ -337,7 +338,8 @@ def test_termux_script_pins_the_llama_cpp_python_of_the_docker_image() -> None:
     # emulate.sh reads the version with this sed expression: it must find the same one.
     sed = re.search(r"sed -n '(s/\^LLAMA_CPP_PYTHON_VERSION=.*?/p)'", EMULATE_SCRIPT.read_text())
     assert sed, "emulate.sh's version sed expression"
-    read = subprocess.run(["sed", "-n", sed.group(1), str(TERMUX_SCRIPT)], capture_output=True, text=True, timeout=30)
+    read = subprocess.run(["sed", "-n", sed.group(1), str(TERMUX_SCRIPT)], capture_output=True, text=True,
+                          timeout=30, check=True)
     assert read.stdout.strip() == termux
 
 
@@ -379,7 +381,7 @@ def test_token_comparison_passes_only_on_identical_tokens(tmp_path: Path) -> Non
 
     def compare(*paths: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(EMULATE_CHECK), "compare", *map(str, paths)],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
 
     assert compare(x86, same).returncode == 0
     differs = compare(x86, same, other)
