@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     cache_tokens: int = Field(4096, ge=0, description="llama.cpp: KV cells kept for recent prompts, on top of "
                                                       "--n-ctx (a prompt starting like a cached one evaluates only "
                                                       "the rest; 0: no cache)")
+    cache_dir: Path | None = Field(None, description="llama.cpp: keep the prompt cache in this folder across "
+                                                     "restarts (written at shutdown, read at start)")
     api_key: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="API key(s) clients must send, comma-separated; none: no auth")
     api_key_file: Path | None = Field(None, description="file with more API keys, one per line")

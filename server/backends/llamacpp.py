@@ -25,6 +25,7 @@ from hammer.server.backends.base import (
 from hammer.server.backends.llamacpp_engine import BatchEngine, Emit, EngineConfig, GenerationStopped, Job
 from hammer.server.backends.llamacpp_sampler import SequenceSampler
 from hammer.server.backends.prefix_cache import CacheStats
+from hammer.server.backends.prefix_store import model_key
 from hammer.server.backends.special_text import fragments
 from hammer.server.chat_template import render_chat_template
 from hammer.server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
@@ -134,8 +135,10 @@ class LlamaCppBackend(Backend):
     def _engine_config(self) -> EngineConfig:
         settings = self._settings
         threads = settings.n_threads or max(1, (os.cpu_count() or 2) // 2)
+        cache_dir = settings.cache_dir / model_key(settings.model_path()) if settings.cache_dir else None
         return EngineConfig(n_ctx=settings.n_ctx, parallel=settings.parallel, batch_tokens=settings.batch_tokens,
-                            cache_tokens=settings.cache_tokens, threads=threads, flash_attn=settings.flash_attn)
+                            cache_tokens=settings.cache_tokens, threads=threads, flash_attn=settings.flash_attn,
+                            cache_dir=cache_dir)
 
     async def close(self) -> None:
         if self._engine is not None:

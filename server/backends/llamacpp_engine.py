@@ -21,16 +21,18 @@ import ctypes
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import llama_cpp
 import numpy as np
+from hammer.server.backends import prefix_store
 from hammer.server.backends.base import Chunk, SamplingParams, TokenLogprob
 from hammer.server.backends.llamacpp_sampler import SequenceSampler, Vocab
 from hammer.server.backends.prefix_cache import CacheStats, Match, PrefixCache
 
-#: A sequence's saved KV state.
-SavedState = ctypes.Array[ctypes.c_uint8]
+#: A sequence's saved KV state (llama.cpp's serialization, bytes).
+SavedState = np.ndarray
 from hammer.server.backends.stops import StopMatcher
 
 #: What a job's ``emit`` receives: text as it is generated, then the last chunk or the error.
@@ -60,6 +62,8 @@ class EngineConfig:
     cache_tokens: int
     threads: int
     flash_attn: bool
+    #: Where the prefix cache is kept across restarts (None: in memory only).
+    cache_dir: Path | None = None
 
 
 class _Sequence:
@@ -108,6 +112,9 @@ class BatchEngine:
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
         self._cache: PrefixCache[SavedState] = PrefixCache(config.cache_tokens)
+        if config.cache_dir is not None:
+            for tokens, state in prefix_store.load(config.cache_dir):
+                self._cache.store(tokens, state, None)
         self._free_ids = list(range(config.parallel))
         self._running: list[_Sequence] = []
         self._joined = 0
@@ -146,11 +153,14 @@ class BatchEngine:
         return self._thread.is_alive()
 
     def close(self) -> None:
-        """Stop every generation (their jobs get ``GenerationStopped``), wait for the worker, free the context."""
+        """Stop every generation (their jobs get ``GenerationStopped``), wait for the worker, write the
+        prefix cache to ``cache_dir``, free the context."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
         self._thread.join()
+        if self._config.cache_dir is not None:
+            prefix_store.save(self._config.cache_dir, self._cache.entries())
         llama_cpp.llama_batch_free(self._batch)
         llama_cpp.llama_free(self._ctx)
 
@@ -183,7 +193,8 @@ class BatchEngine:
             self._end(sequence)
 
     def _step(self) -> None:
-        """One ``llama_decode`` over every sequence that has tokens to evaluate, then sampling."""
+        """One ``llama_decode`` (what ``_plan`` put in the batch), then sampling where a sequence's
+        pending tokens are all evaluated."""
         plan = self._plan()
         if not plan:
             return
@@ -250,8 +261,11 @@ class BatchEngine:
         match = self._cache.lookup(sequence.job.tokens)
         if match is not None:
             state = match.state
-            if llama_cpp.llama_state_seq_set_data(self._ctx, state, len(state), sequence.seq_id) != len(state):
-                raise RuntimeError("llama.cpp could not restore a cached prefix")
+            if llama_cpp.llama_state_seq_set_data(self._ctx, _bytes(state), len(state), sequence.seq_id) != len(state):
+                # A state llama.cpp refuses (a file from another build): evaluate the prompt instead.
+                llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
+                self._cache.forget(match)
+                return
             llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, match.length, -1)
             sequence.n_past = match.length
             sequence.pending = sequence.job.tokens[match.length:]
@@ -263,8 +277,8 @@ class BatchEngine:
         tokens = sequence.job.tokens
         if not self._cache.wants(tokens, sequence.source):
             return
-        state = (ctypes.c_uint8 * llama_cpp.llama_state_seq_get_size(self._ctx, sequence.seq_id))()
-        if llama_cpp.llama_state_seq_get_data(self._ctx, state, len(state), sequence.seq_id) == len(state):
+        state = np.empty(llama_cpp.llama_state_seq_get_size(self._ctx, sequence.seq_id), dtype=np.uint8)
+        if llama_cpp.llama_state_seq_get_data(self._ctx, _bytes(state), len(state), sequence.seq_id) == len(state):
             self._cache.store(tokens, state, sequence.source)
 
     def _advance(self, sequence: _Sequence, token: int, logprob: TokenLogprob | None) -> None:
@@ -278,8 +292,8 @@ class BatchEngine:
         sequence.generated.append(token)
         text = sequence.stops.feed(sequence.decoder.decode(self._vocab.piece(token)))
         if sequence.stops.stopped:
+            self._end(sequence)  # first: whoever gets the last chunk finds the sequence gone
             job.emit(Chunk(text, "stop", len(sequence.generated), tuple(sequence.logprobs)))
-            self._end(sequence)
             return
         if text:
             job.emit(Chunk(text, logprobs=tuple(sequence.logprobs)))
@@ -292,8 +306,8 @@ class BatchEngine:
 
     def _finish(self, sequence: _Sequence, reason: str) -> None:
         text = sequence.stops.feed(sequence.decoder.decode(b"", final=True)) + sequence.stops.flush()
+        self._end(sequence)  # first: whoever gets the last chunk finds the sequence gone
         sequence.job.emit(Chunk(text, reason, len(sequence.generated), tuple(sequence.logprobs)))  # type: ignore[arg-type]
-        self._end(sequence)
 
     def _end(self, sequence: _Sequence) -> None:
         """Free the sequence's KV cells, sampler and id."""
@@ -309,3 +323,7 @@ class BatchEngine:
             sequence.job.emit(error)
             self._end(sequence)
         llama_cpp.llama_memory_clear(self._memory, True)
+
+
+def _bytes(state: SavedState) -> ctypes._Pointer[ctypes.c_uint8]:
+    return state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))

@@ -103,6 +103,16 @@ class PrefixCache(Generic[State]):
         self._next_key += 1
         self._held += len(tokens)
 
+    def forget(self, match: Match[State]) -> None:
+        """Drop the entry ``match`` came from (its state could not be restored)."""
+        if match.key in self._entries:
+            self._drop(match.key)
+
+    def entries(self) -> list[tuple[np.ndarray, State]]:
+        """(tokens, state) of every entry, least recently used first (``store`` them in this order to
+        rebuild the cache)."""
+        return list(self._entries.values())
+
     def stats(self) -> CacheStats:
         return CacheStats(self._hits, self._misses, self._reused, self._held, len(self._entries), self._evictions)
 

@@ -206,6 +206,25 @@ class TestPrefixCache:
             served.close()
 
 
+class TestPersistedCache:
+    def test_a_restarted_server_starts_from_the_saved_prefix(self, tmp_path):
+        request = tool_request([WEATHER, EMAIL], "What's the weather in Paris?")
+        first = Served(n_ctx=2048, parallel=2, cache_tokens=4096, cache_dir=tmp_path)
+        try:
+            expected = first.run(request)[0]
+        finally:
+            first.close()  # writes the cache
+        again = Served(n_ctx=2048, parallel=2, cache_tokens=4096, cache_dir=tmp_path)
+        try:
+            assert again.backend.prefix_cache_stats().entries == 1
+            again.run(tool_request([WEATHER, EMAIL], "Is it raining in Tokyo?", max_tokens=1))
+            stats = again.backend.prefix_cache_stats()
+            assert stats.hits == 1 and stats.reused_tokens > 300
+            assert first_call(again.run(request)[0][0]) == first_call(expected[0])
+        finally:
+            again.close()
+
+
 class TestLongRun:
     def test_memory_stays_bounded(self, served):
         backend = served.backend
