@@ -9,8 +9,8 @@ Both servers get the same Hammer prompts and the same GBNF grammars, made by the
 tools, ``llama-server`` through /completion with ``"grammar"``. Requests alternate between two tool
 sets (a new question each time); throughput is requests/s over the whole run, latency p50/p90 per
 request. Both run with --parallel/-np slots of ``--n-ctx`` cells each (llama-server's ``-c`` is the
-total). The servers run one at a time (the idle one costs nothing); load from other processes on a
-shared machine hits both alike only roughly: say what else ran.
+total). Both servers are up; each measurement runs on one, then on the other (the idle one costs
+nothing), so load from other processes on a shared machine hits both about alike: say what else ran.
 
 TTFT by tool-set age: the time to a 1-token answer for a tool set last used ``k`` requests ago, with
 ``k - 1`` other tool sets in between (k = 1 is a repeat), next to a never-seen tool set.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import statistics
 import subprocess
@@ -227,18 +228,26 @@ def main() -> int:
         "llama-server": [str(binary), "-m", gguf, "-t", str(args.threads), "-tb", str(args.threads),
                          "-c", str(args.n_ctx * args.parallel), "-np", str(args.parallel), "-fa", "on"],
     }
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for name, cmd in servers.items():
-        port = free_port()
-        with running([*cmd, "--port", str(port)], f"http://127.0.0.1:{port}/health", logs / f"{name}.log"):
+    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in servers}
+    with contextlib.ExitStack() as stack:
+        targets = []
+        for name, cmd in servers.items():
+            port = free_port()
             url = f"http://127.0.0.1:{port}"
-            target = Target(name, url, hammer_send(url) if name == "hammer" else llama_send(url, renderer()))
+            stack.enter_context(running([*cmd, "--port", str(port)], f"{url}/health", logs / f"{name}.log"))
+            targets.append(Target(name, url, hammer_send(url) if name == "hammer" else llama_send(url, renderer())))
+        # Each measurement runs on one server, then at once on the other: load from other processes
+        # on a shared machine then hits both alike.
+        for target in targets:
             throughput(target, 1, 2, args.max_tokens)  # warm: both tool sets once
-            results[name] = {f"{c} clients": throughput(target, c, args.requests, args.max_tokens) for c in levels}
-            results[name]["one set"] = throughput(target, 1, args.requests, args.max_tokens, sets=1)
-            if not args.skip_ttft:
-                results[name]["ttft"] = ttft_by_age(target, ages)
-            print(f"{name}: done", file=sys.stderr)
+        for c in levels:
+            for target in targets:
+                results[target.name][f"{c} clients"] = throughput(target, c, args.requests, args.max_tokens)
+        for target in targets:
+            results[target.name]["one set"] = throughput(target, 1, args.requests, args.max_tokens, sets=1)
+        if not args.skip_ttft:
+            for target in targets:
+                results[target.name]["ttft"] = ttft_by_age(target, ages)
 
     hammer, llama = results["hammer"], results["llama-server"]
     print(f"\nSmolLM2-135M Q4_1, {args.threads} threads, {args.parallel} slots x {args.n_ctx} cells, "
