@@ -338,6 +338,8 @@ termux_script() {
     mkdir -p "${ROOTFS}${home}"
     printf 'llama-cpp-python==%s CMAKE_ARGS=%s\n' "${LLAMA_CPP_PYTHON_VERSION}" "${CMAKE_ARGS_OF[dotprod]}" \
         >"${ROOTFS}${home}/llama-cpp-python.stamp"
+    # Without its stamp the script takes its first-install path (the server with its
+    # dependencies) every run, not the quick reinstall of the server's own code.
     rm -f "${ROOTFS}${home}/server.stamp"
     # shellcheck disable=SC2046 # script_env's words are separate VAR=value arguments
     "${ARM64[@]}" $(script_env dotprod) HAMMER_HOME="${home}" HAMMER_REQUEST_TIMEOUT=3600 \
