@@ -17,8 +17,6 @@ BACKENDS = Path(__file__).resolve().parents[2] / "server" / "backends"
 # Modules above the backend layer (HTTP shapes, request orchestration, tool constraints).
 UPPER = ("hammer.server.constraints", "hammer.server.serving", "hammer.server.protocol", "hammer.server.app",
          "hammer.server.errors", "hammer.server.streaming", "hammer.server.responses")
-# The HTTP 503 error the llama.cpp backend still raises directly (allowed while it moves to EngineUnavailable).
-ALLOWED = {("hammer.server.errors", "BackendUnavailable")}
 
 
 def upward_imports(path: Path) -> list[str]:
@@ -31,7 +29,7 @@ def upward_imports(path: Path) -> list[str]:
         else:
             continue
         found += [f"{module}.{name}" for module, name in names
-                  if module.startswith(UPPER) and (module, name) not in ALLOWED]
+                  if module.startswith(UPPER)]
     return found
 
 
