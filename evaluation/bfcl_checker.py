@@ -11,13 +11,14 @@ maps the sent (underscored) names back to BFCL's before checking, so no rewritin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
 import importlib.metadata
 import sys
 import types
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 # The version whose checker the conformance test (tests/evaluation/test_eval_bfcl_conformance.py) ran against.
 BFCL_VERSION = "2026.3.23"
@@ -34,6 +35,33 @@ class _AnyModel(dict):
         return types.SimpleNamespace(underscore_to_dot=False)
 
 
+@contextlib.contextmanager
+def modules_replaced(replacements: Mapping[str, Any]) -> Iterator[None]:
+    """``sys.modules`` with ``replacements`` inside the block (None: taken out, so the next import
+    loads it afresh), and as it was afterwards.
+
+    >>> with modules_replaced({"copy": None}):  # this module imports copy: it is loaded
+    ...     "copy" in sys.modules
+    False
+    >>> "copy" in sys.modules
+    True
+    """
+    saved = {name: sys.modules.get(name) for name in replacements}
+    try:
+        for name, module in replacements.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
 @functools.cache
 def _bfcl() -> tuple[types.ModuleType, Any]:
     """The checker module and BFCL's ``Language.PYTHON``; ``ImportError`` says what to install."""
@@ -43,21 +71,13 @@ def _bfcl() -> tuple[types.ModuleType, Any]:
         raise ImportError(f"BFCL is not installed: pip install --no-deps bfcl-eval=={BFCL_VERSION}") from None
     stand_in = types.ModuleType(_MODEL_CONFIG)
     stand_in.MODEL_CONFIG_MAPPING = _AnyModel()  # type: ignore[attr-defined]
-    saved = {name: sys.modules.get(name) for name in (_MODEL_CONFIG, _CHECKER)}
-    sys.modules[_MODEL_CONFIG] = stand_in
-    sys.modules.pop(_CHECKER, None)
     try:
-        checker = importlib.import_module(_CHECKER)
-        language = importlib.import_module("bfcl_eval.constants.enums").Language.PYTHON
+        with modules_replaced({_MODEL_CONFIG: stand_in, _CHECKER: None}):
+            checker = importlib.import_module(_CHECKER)
+            language = importlib.import_module("bfcl_eval.constants.enums").Language.PYTHON
     except ImportError as exc:
         raise ImportError(f"bfcl-eval {version}'s checker does not import ({exc}); "
                           f"this shim is tested with bfcl-eval=={BFCL_VERSION}") from None
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
     return checker, language
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 import types
 from pathlib import Path
 
 import pytest
+from hammer.evaluation.bfcl_checker import modules_replaced
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,18 +53,9 @@ def bfcl_hammer_handler() -> type:
         "bfcl_eval.model_handler.utils": {"convert_system_prompt_into_user_prompt": lambda m: m},
         "overrides": {"override": lambda f: f},
     }
-    saved = {name: sys.modules.get(name) for name in stubs}
-    try:
-        for name, attrs in stubs.items():
-            sys.modules[name] = types.SimpleNamespace(**attrs)  # type: ignore[assignment]
-        namespace: dict = {}
+    namespace: dict = {}
+    with modules_replaced({name: types.SimpleNamespace(**attrs) for name, attrs in stubs.items()}):
         exec(compile(source.read_text(), str(source), "exec"), namespace)
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
     return namespace["HammerHandler"]
 
 

@@ -40,21 +40,12 @@ def bfcl_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                for name, function in (("java_parser", "parse_java_function_call"),
                                       ("js_parser", "parse_javascript_function_call"))}
     wanted = ("bfcl_eval.eval_checker.ast_eval.ast_checker", "bfcl_eval.model_handler.utils")
-    stand_ins = {model_config.__name__: model_config, **parsers}
-    saved = {name: sys.modules.get(name) for name in (*stand_ins, *wanted)}
-    sys.modules.update(stand_ins)
-    for name in wanted:
-        sys.modules.pop(name, None)
-    # bfcl_eval.constants.eval_config creates result folders under BFCL_PROJECT_ROOT when imported.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BFCL_PROJECT_ROOT", str(tmp_path_factory.mktemp("bfcl_project")))
-        modules = {name.rsplit(".", 1)[1]: importlib.import_module(name) for name in wanted}
-    yield modules
-    for name, module in saved.items():
-        if module is None:
-            sys.modules.pop(name, None)
-        else:
-            sys.modules[name] = module
+    with bfcl_checker.modules_replaced({model_config.__name__: model_config, **parsers, **dict.fromkeys(wanted)}):
+        # bfcl_eval.constants.eval_config creates result folders under BFCL_PROJECT_ROOT when imported.
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("BFCL_PROJECT_ROOT", str(tmp_path_factory.mktemp("bfcl_project")))
+            modules = {name.rsplit(".", 1)[1]: importlib.import_module(name) for name in wanted}
+        yield modules
 
 
 def mutations(calls: list[dict[str, dict[str, Any]]], rng: random.Random) -> Iterator[list]:
