@@ -106,6 +106,9 @@ class LlamaCppBackend(Backend):
         self._specials: frozenset[str] = frozenset()
         # serving counts a prompt's tokens, then generate() needs them again: tokenize once.
         self._tokenized = functools.lru_cache(maxsize=32)(self._tokenize)
+        # A prompt is tokenized fragment by fragment; the large ones (instructions, the tools' JSON)
+        # come back with every request to the same tool set.
+        self._fragment_tokens = functools.lru_cache(maxsize=256)(self._tokenize_fragment)
 
     async def start(self) -> ModelInfo:
         path = self._settings.model_path()
@@ -177,11 +180,13 @@ class LlamaCppBackend(Backend):
         return list(self._tokenized(prompt, tuple(plain_texts)))
 
     def _tokenize(self, prompt: str, plain_texts: tuple[str, ...]) -> tuple[int, ...]:
-        llama = self.llama
         tokens: list[int] = []
         for i, (text, special) in enumerate(fragments(prompt, plain_texts, self._specials)):
-            tokens += llama.tokenize(text.encode("utf-8"), add_bos=i == 0, special=special)
+            tokens += self._fragment_tokens(text, i == 0, special)
         return tuple(tokens)
+
+    def _tokenize_fragment(self, text: str, add_bos: bool, special: bool) -> tuple[int, ...]:
+        return tuple(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
     def count_tokens(self, prompt: str, plain_texts: Sequence[str] = ()) -> int:
         return len(self._tokenized(prompt, tuple(plain_texts)))

@@ -174,7 +174,10 @@ class BatchEngine:
                 if self._stopping:
                     break
                 while self._incoming and self._free_ids:
-                    self._running.append(_Sequence(self._incoming.popleft(), self._free_ids.pop(), self._joined))
+                    # The lowest free id: llama.cpp puts sequences of consecutive ids in one micro-batch.
+                    seq_id = min(self._free_ids)
+                    self._free_ids.remove(seq_id)
+                    self._running.append(_Sequence(self._incoming.popleft(), seq_id, self._joined))
                     self._joined += 1
             self._drop_cancelled()
             if self._running:
@@ -222,7 +225,10 @@ class BatchEngine:
         Never both in one batch: llama.cpp's CPU attention takes another kernel for 64 rows or more,
         which rounds differently; kept apart, a generated token is computed the same whatever else runs,
         so concurrent greedy generations give what they give alone."""
-        decoding = [s for s in self._running if s.generating]
+        # In seq_id order: with a KV stream per sequence, llama.cpp splits a batch into micro-batches of
+        # consecutive, increasing ids (llama_batch_allocr::split_equal); any other order computes each
+        # sequence alone, and batching gains nothing.
+        decoding = sorted((s for s in self._running if s.generating), key=lambda s: s.seq_id)
         prompting = [s for s in self._running if not s.generating]
         if prompting and (not decoding or self._prompt_turn):
             waiting = min(prompting, key=lambda s: s.joined)

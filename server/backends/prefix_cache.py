@@ -49,9 +49,11 @@ def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
 
 
 class PrefixCache(Generic[State]):
-    """Entries are whole prompts; a prompt that grew out of an entry (it reused at least half of it:
-    the same tool set with another question, or the same conversation one turn on) replaces it, so
-    one tool set holds one entry however many questions it is asked."""
+    """Entries are whole prompts, as in llama-server's prompt cache, so a prompt asked again costs one
+    token. A prompt that grew out of an entry (it reused at least half of it: the same tool set with
+    another question, the same conversation one turn on) supersedes it: superseded entries are evicted
+    first, oldest first, then the least recently used. So questions to one tool set never push out
+    another tool set while an older question of their own is left to drop."""
 
     def __init__(self, budget_tokens: int, min_reuse: int = 16) -> None:
         self._budget = budget_tokens
@@ -59,6 +61,7 @@ class PrefixCache(Generic[State]):
         self._min_reuse = min_reuse
         # key -> (tokens, state), least recently used first.
         self._entries: OrderedDict[int, tuple[np.ndarray, State]] = OrderedDict()
+        self._superseded: set[int] = set()
         self._next_key = 0
         self._held = 0
         self._hits = self._misses = self._reused = self._evictions = 0
@@ -70,7 +73,8 @@ class PrefixCache(Generic[State]):
         best: Match[State] | None = None
         for key, (cached, state) in self._entries.items():
             length = min(common_prefix(prompt, cached), len(prompt) - 1)
-            if length >= self._min_reuse and (best is None or length > best.length):
+            # On a tie the most recently used (later) entry: a live one rather than one it superseded.
+            if length >= self._min_reuse and (best is None or length >= best.length):
                 best = Match(key, length, state)
         if best is None:
             self._misses += 1
@@ -78,6 +82,8 @@ class PrefixCache(Generic[State]):
         self._hits += 1
         self._reused += best.length
         self._entries.move_to_end(best.key)
+        if best.length >= len(self._entries[best.key][0]) - 1:  # the whole entry asked for again: live
+            self._superseded.discard(best.key)
         return best
 
     def wants(self, tokens: Sequence[int], grew_from: Match[State] | None) -> bool:
@@ -89,15 +95,15 @@ class PrefixCache(Generic[State]):
         return entry is None or not np.array_equal(entry[0], np.asarray(tokens, dtype=np.int32))
 
     def store(self, tokens: Sequence[int], state: State, grew_from: Match[State] | None) -> None:
-        """Keep ``tokens`` with its KV ``state``, replacing the entry it grew from and dropping the least
-        recently used entries beyond the budget."""
+        """Keep ``tokens`` with its KV ``state``, superseding the entry it grew from, and drop entries
+        beyond the budget: superseded ones first, then the least recently used."""
         if len(tokens) > self._budget:
             return
         if grew_from is not None and grew_from.key in self._entries:
             if 2 * grew_from.length >= len(self._entries[grew_from.key][0]):
-                self._drop(grew_from.key)
+                self._superseded.add(grew_from.key)
         while self._entries and self._held + len(tokens) > self._budget:
-            self._drop(next(iter(self._entries)))
+            self._drop(self._victim())
             self._evictions += 1
         self._entries[self._next_key] = (np.asarray(tokens, dtype=np.int32), state)
         self._next_key += 1
@@ -116,6 +122,11 @@ class PrefixCache(Generic[State]):
     def stats(self) -> CacheStats:
         return CacheStats(self._hits, self._misses, self._reused, self._held, len(self._entries), self._evictions)
 
+    def _victim(self) -> int:
+        """The oldest superseded entry, or else the least recently used."""
+        return next((key for key in self._entries if key in self._superseded), next(iter(self._entries)))
+
     def _drop(self, key: int) -> None:
         tokens, _ = self._entries.pop(key)
+        self._superseded.discard(key)
         self._held -= len(tokens)

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from hammer.server.backends import llamacpp_sampler
 from hammer.server.backends.base import GenerationRequest, OutputConstraint, SamplingParams
 from hammer.server.backends.llamacpp import LlamaCppBackend
 from hammer.server.backends.llamacpp_sampler import SequenceSampler
@@ -111,6 +112,25 @@ class TestConcurrency:
                 assert word in json.dumps(first_call(text))  # its own question's answer, no other's
         assert len({text for text, _ in alone}) == len(alone)  # the requests really differ
 
+    def test_running_sequences_share_each_decode_step_in_id_order(self, served, monkeypatch):
+        """With a KV stream per sequence llama.cpp puts only consecutive, increasing sequence ids in one
+        micro-batch (``split_equal``): a step listing them in another order computes each alone."""
+        engine = served.backend.engine
+        steps: list[list[int]] = []
+        original = engine._decode
+
+        def recording(batch):
+            if all(batch.logits[i] for i in range(batch.n_tokens)):  # a decode step: one token a sequence
+                steps.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+            return original(batch)
+        monkeypatch.setattr(engine, "_decode", recording)
+        batch = [request for request, _ in requests(served.backend)][:4]
+        results = served.run(*batch)
+        generated = sum(len(served.backend.tokenize(text)) for text, _ in results)
+        assert all(ids == sorted(ids) for ids in steps)
+        assert [0, 1, 2, 3] in steps  # four at once get the lowest ids: one micro-batch
+        assert len(steps) < generated / 2  # tokens were decoded together, not one call each
+
     def test_a_cached_prefix_gives_the_calls_a_fresh_evaluation_gives(self):
         """The same calls, not always the same text: the tokens after a restored prefix are evaluated as
         a batch of fewer than 64 rows, for which llama.cpp's attention takes another kernel than for a
@@ -162,12 +182,24 @@ class TestConcurrency:
 
 
 class TestSampling:
-    def test_the_grammar_shortlist_picks_what_masking_the_vocabulary_picks(self, monkeypatch):
+    def test_the_grammar_shortlists_pick_what_masking_the_vocabulary_picks(self, monkeypatch):
         served = Served(n_ctx=2048, parallel=2, cache_tokens=0)
+        masked = 0
+        pick = SequenceSampler._pick
+
+        def counted(self, logits, grammar):
+            nonlocal masked
+            masked += grammar
+            return pick(self, logits, grammar)
+        monkeypatch.setattr(SequenceSampler, "_pick", counted)
         try:
             batch = [request for request, _ in requests(served.backend) if request.constraint is not None]
             shortlisted = [served.run(request)[0] for request in batch]
-            monkeypatch.setattr(SequenceSampler, "_best_allowed", lambda self, logits: None)
+            with_both, masked = masked, 0
+            monkeypatch.setattr(llamacpp_sampler, "SHORTLISTS", (32,))
+            assert [served.run(request)[0] for request in batch] == shortlisted
+            assert masked > with_both  # the second list found tokens the first did not
+            monkeypatch.setattr(llamacpp_sampler, "SHORTLISTS", ())
             assert [served.run(request)[0] for request in batch] == shortlisted
         finally:
             served.close()

@@ -1,4 +1,4 @@
-"""The prefix cache's policy alone: longest match, replacement of the entry a prompt grew from, LRU under a budget."""
+"""The prefix cache's policy alone: longest match, superseded entries evicted first, then LRU, under a budget."""
 
 from __future__ import annotations
 
@@ -41,14 +41,38 @@ class TestLookup:
 
 
 class TestStore:
-    def test_a_prompt_that_grew_from_an_entry_replaces_it(self):
+    def test_a_prompt_that_grew_from_an_entry_is_kept_beside_it(self):
         cache: PrefixCache[str] = PrefixCache(1000)
         cache.store(prompt(TOOLS_A, 7), "q7", None)
         match = cache.lookup(prompt(TOOLS_A, 9))
         assert cache.wants(prompt(TOOLS_A, 9), match)
         cache.store(prompt(TOOLS_A, 9), "q9", match)
-        assert cache.stats().entries == 1 and cache.stats().cached_tokens == len(prompt(TOOLS_A, 9))
-        assert cache.lookup(prompt(TOOLS_A, 11)).state == "q9"  # type: ignore[union-attr]
+        assert cache.stats().entries == 2
+        assert cache.lookup(prompt(TOOLS_A, 11)).state == "q9"  # type: ignore[union-attr]  # a tie: the newer
+        repeat = cache.lookup(prompt(TOOLS_A, 7))  # asked again: all but its last token restored
+        assert repeat is not None and repeat.state == "q7" and repeat.length == len(prompt(TOOLS_A, 7)) - 1
+
+    def test_superseded_entries_go_before_other_tool_sets(self):
+        # B is the least recently used, but A's older question is superseded by its newer one: it goes.
+        cache: PrefixCache[str] = PrefixCache(3 * len(prompt(TOOLS_A, 7)))
+        cache.store(prompt(TOOLS_B, 7), "b", None)
+        cache.store(prompt(TOOLS_A, 7), "q7", None)
+        cache.store(prompt(TOOLS_A, 9), "q9", cache.lookup(prompt(TOOLS_A, 9)))
+        cache.store(prompt(TOOLS_A, 11), "q11", cache.lookup(prompt(TOOLS_A, 11)))
+        assert cache.stats().evictions == 1
+        assert cache.lookup(prompt(TOOLS_B, 7)).state == "b"  # type: ignore[union-attr]
+        assert cache.lookup(prompt(TOOLS_A, 7)).state != "q7"  # type: ignore[union-attr]
+
+    def test_an_entry_asked_for_again_is_no_longer_superseded(self):
+        cache: PrefixCache[str] = PrefixCache(3 * len(prompt(TOOLS_A, 7)))
+        cache.store(prompt(TOOLS_A, 7), "q7", None)
+        cache.store(prompt(TOOLS_A, 9), "q9", cache.lookup(prompt(TOOLS_A, 9)))
+        cache.store(prompt(TOOLS_B, 7), "b", None)
+        assert cache.lookup(prompt(TOOLS_A, 7)).state == "q7"  # type: ignore[union-attr]  # a repeat: live again
+        cache.store([2, *range(500, 600)], "c", None)  # a new tool set: the least recently used (q9) goes
+        assert cache.stats().evictions == 1
+        assert cache.lookup(prompt(TOOLS_A, 7)).state == "q7"  # type: ignore[union-attr]
+        assert cache.lookup(prompt(TOOLS_B, 7)).state == "b"  # type: ignore[union-attr]
 
     def test_an_exact_repeat_is_not_stored_again(self):
         cache: PrefixCache[str] = PrefixCache(1000)
