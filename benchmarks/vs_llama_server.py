@@ -206,7 +206,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=4, help="slots on both servers (default: %(default)s)")
     parser.add_argument("--n-ctx", type=int, default=2048, help="cells per slot (default: %(default)s)")
     parser.add_argument("--clients", default="1,4,8", help="concurrency levels (default: %(default)s)")
-    parser.add_argument("--requests", type=int, default=16, help="requests per level (default: %(default)s)")
+    parser.add_argument("--requests", type=int, default=32, help="requests per level (default: %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=64, help="(default: %(default)s)")
     parser.add_argument("--ages", default="1,2,4,8", help="TTFT: tool set last used k requests ago")
     parser.add_argument("--skip-ttft", action="store_true")

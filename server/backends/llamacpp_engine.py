@@ -192,8 +192,7 @@ class BatchEngine:
 
     def _drop_cancelled(self) -> None:
         for sequence in [s for s in self._running if s.job.cancelled.is_set()]:
-            sequence.job.emit(GenerationStopped("generation cancelled"))  # nobody reads it: the client left
-            self._end(sequence)
+            self._end(sequence, GenerationStopped("generation cancelled"))  # nobody reads it: the client left
 
     def _step(self) -> None:
         """One ``llama_decode`` (what ``_plan`` put in the batch), then sampling where a sequence's
@@ -207,12 +206,14 @@ class BatchEngine:
         for sequence, count, output in plan:
             sequence.n_past += count
             del sequence.pending[:count]
-            if sequence.prompt_done and not sequence.cached:
-                self._cache_prompt(sequence)
             if output is not None:
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, output),
                                                shape=(self._vocab.size,))
                 self._advance(sequence, *sequence.job.sampler.sample(logits))
+                # After the first token went out: the copy (milliseconds, tens when its memory is new)
+                # is not on the time to first token. An ended sequence was cached by _end.
+                if sequence.generating and not sequence.cached:
+                    self._cache_prompt(sequence)
 
     def _decode(self, batch: llama_cpp.llama_batch) -> int:
         return llama_cpp.llama_decode(self._ctx, batch)
@@ -298,8 +299,7 @@ class BatchEngine:
         sequence.generated.append(token)
         text = sequence.stops.feed(sequence.decoder.decode(self._vocab.piece(token)))
         if sequence.stops.stopped:
-            self._end(sequence)  # first: whoever gets the last chunk finds the sequence gone
-            job.emit(Chunk(text, "stop", len(sequence.generated), tuple(sequence.logprobs)))
+            self._end(sequence, Chunk(text, "stop", len(sequence.generated), tuple(sequence.logprobs)))
             return
         if text:
             job.emit(Chunk(text, logprobs=tuple(sequence.logprobs)))
@@ -312,22 +312,25 @@ class BatchEngine:
 
     def _finish(self, sequence: _Sequence, reason: str) -> None:
         text = sequence.stops.feed(sequence.decoder.decode(b"", final=True)) + sequence.stops.flush()
-        self._end(sequence)  # first: whoever gets the last chunk finds the sequence gone
-        sequence.job.emit(Chunk(text, reason, len(sequence.generated), tuple(sequence.logprobs)))  # type: ignore[arg-type]
+        self._end(sequence, Chunk(text, reason, len(sequence.generated), tuple(sequence.logprobs)))  # type: ignore[arg-type]
 
-    def _end(self, sequence: _Sequence) -> None:
-        """Free the sequence's KV cells, sampler and id."""
-        llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
-        sequence.job.sampler.free()
+    def _end(self, sequence: _Sequence, last: Chunk | BaseException, keep: bool = True) -> None:
+        """End the generation with ``last`` (whoever gets it finds the sequence gone from ``active``),
+        then cache its prompt if that waited for the first token (``keep``: the KV is sound), and free
+        its KV cells, sampler and id."""
         self._running.remove(sequence)
+        sequence.job.sampler.free()
+        sequence.job.emit(last)
+        if keep and sequence.prompt_done and not sequence.cached:
+            self._cache_prompt(sequence)  # the sampled token was never decoded: the KV is the prompt
+        llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
         self._free_ids.append(sequence.seq_id)
 
     def _fail_all(self, error: BaseException) -> None:
         """End every running generation with ``error`` and clear the KV: after a failed decode its
         state is unknown (llama.cpp keeps the micro-batches it managed). The saved prefixes stay."""
         for sequence in list(self._running):
-            sequence.job.emit(error)
-            self._end(sequence)
+            self._end(sequence, error, keep=False)
         llama_cpp.llama_memory_clear(self._memory, True)
 
 
