@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1, description="CPU threads for llama.cpp (default: half the cores; "
                                               "all cores oversubscribe a machine that runs anything else)")
     n_gpu_layers: int = Field(0, description="layers to offload to a GPU (llama.cpp built with GPU support)")
-    flash_attn: bool = Field(True, description="llama.cpp: flash attention (prompts evaluate 8-25%% faster on CPU)")
+    flash_attn: bool = Field(True, description="llama.cpp: flash attention (long prompts evaluate 8-25%% faster on "
+                                             "CPU; off: a generation's tokens do not depend on what else is decoded)")
     parallel: int = Field(4, ge=1, le=64, description="llama.cpp: generations decoded together (continuous "
                                                       "batching); the rest queue")
     batch_tokens: int = Field(512, ge=32, description="llama.cpp: most tokens one decode step evaluates (a "

@@ -8,10 +8,11 @@ leave between steps, so a new prompt does not stall the others for longer than o
 Each sequence has a KV stream of its own (``n_ctx`` cells; llama-server's slots): its cells lie in
 the order of its positions whatever else runs. llama.cpp's CPU attention sums cells in cell order, so
 in a shared (unified) KV a token landing in a hole before its prefix moved this 4-bit model's logits
-by up to 0.5 and flipped greedy choices; with streams, a generation is bit-identical alone or among
-others. Prompt prefixes are cached as saved KV state in host memory (``PrefixCache``) and restored
-into a stream (``llama_state_seq_set_data``: a copy, ~0.1 ms per 100 tokens here) instead of being
-evaluated again.
+by up to 0.5 and flipped greedy choices; with streams, what a generation computes depends only on
+whether it is decoded alone or with others (docs/llamacpp.md: flash attention takes another kernel
+for one sequence). Prompt prefixes are cached as saved KV state in host memory (``PrefixCache``) and
+restored into a stream (``llama_state_seq_set_data``: a copy, ~0.2 ms per 100 tokens here) instead of
+being evaluated again.
 """
 
 from __future__ import annotations
@@ -224,8 +225,8 @@ class BatchEngine:
         batch index of its logits or None).
 
         Never both in one batch: llama.cpp's CPU attention takes another kernel for 64 rows or more,
-        which rounds differently; kept apart, a generated token is computed the same whatever else runs,
-        so concurrent greedy generations give what they give alone."""
+        which rounds differently, and with a KV stream per sequence llama.cpp would split a mixed batch
+        into micro-batches anyway (``split_equal`` takes as many tokens from each sequence)."""
         # In seq_id order: with a KV stream per sequence, llama.cpp splits a batch into micro-batches of
         # consecutive, increasing ids (llama_batch_allocr::split_equal); any other order computes each
         # sequence alone, and batching gains nothing.
