@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from datetime import datetime
 from typing import Any, Mapping, NoReturn, Sequence
 
 import jinja2
 from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+log = logging.getLogger(__name__)
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -94,6 +97,34 @@ def render_chat_template(template: str | None, messages: Sequence[Mapping[str, A
         raise
     except Exception as exc:  # anything else is the template's own bug (undefined names, type errors, ...)
         raise TemplateFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def usable_template(template: str | None) -> tuple[str | None, str | None]:
+    """``template`` if it renders a one-message conversation, else None (ChatML) and why: decided once,
+    when the model loads, as llama.cpp falls back to ChatML for a template it cannot parse. Without it
+    every request without tools would fail, the same way, with a 500.
+
+    >>> usable_template("{{ messages[0].content }}")
+    ('{{ messages[0].content }}', None)
+    >>> usable_template("{{ messages[0].content | no_such_filter }}")
+    (None, "line 1: No filter named 'no_such_filter'.")
+    """
+    try:
+        render_chat_template(template, ({"role": "user", "content": "Hello"},))
+    except TemplateRejected:  # it refuses this conversation; a client's may suit it
+        return template, None
+    except TemplateFailed as exc:
+        return None, str(exc)
+    return template, None
+
+
+def template_or_chatml(template: str | None, model: str) -> str | None:
+    """``usable_template``, logging why a model's template is replaced by ChatML."""
+    usable, problem = usable_template(template)
+    if problem is not None:
+        log.error("The chat template of %s cannot be used (%s): requests without tools get ChatML instead, "
+                  "as llama.cpp does.", model, problem)
+    return usable
 
 
 def template_message(message: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,10 @@ from hammer.server.backends.llamacpp_sampler import SequenceSampler
 from hammer.server.backends.prefix_cache import CacheStats
 from hammer.server.backends.prefix_store import model_key
 from hammer.server.backends.special_text import fragments
-from hammer.server.chat_template import render_chat_template
+from hammer.server.chat_template import render_chat_template, template_or_chatml
 from hammer.server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
 from hammer.server.settings import Settings
+from llama_cpp._internals import LlamaModel
 
 
 def constraint_grammar(constraint: OutputConstraint, limits: SchemaLimits) -> str:
@@ -55,9 +56,9 @@ def _memoized_grammar(key: str, limits: SchemaLimits) -> str:
     return sequence_gbnf(prefix, schema, suffix, limits)
 
 
-def special_strings(llama: llama_cpp.Llama) -> frozenset[str]:
+def special_strings(model: LlamaModel) -> frozenset[str]:
     """The texts ``tokenize(special=True)`` reads as single tokens: control, user-defined and unknown tokens."""
-    vocab = llama._model.vocab
+    vocab = model.vocab
     kinds = (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
              | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN)
     texts = (llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace")
@@ -85,25 +86,29 @@ def recommended_sampling(metadata: Mapping[str, str]) -> dict[str, float]:
     return found
 
 
-def longest_token(llama: llama_cpp.Llama) -> int:
+def longest_token(model: LlamaModel) -> int:
     """Bytes of the vocab's longest token piece (an upper bound on the characters it decodes to)."""
-    vocab, buffer = llama._model.vocab, ctypes.create_string_buffer(1024)
+    vocab, buffer = model.vocab, ctypes.create_string_buffer(1024)
     return max(llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)
                for token in range(llama_cpp.llama_vocab_n_tokens(vocab)))
 
 
 class LlamaCppBackend(Backend):
-    """Generations run in a ``BatchEngine`` (``--parallel`` at once); the vocab-only ``Llama`` tokenizes
-    and reads the GGUF's metadata."""
+    """Generations run in a ``BatchEngine`` (``--parallel`` at once); a vocab-only load of the model
+    tokenizes and reads the GGUF's metadata. (Not llama-cpp-python's ``Llama``: it compiles every chat
+    template in the file with its own Jinja environment, so a template it cannot parse stopped the
+    server from starting; this server renders templates itself and falls back to ChatML.)"""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.max_concurrency = settings.parallel
-        self._llama: llama_cpp.Llama | None = None
+        self._tokenizer: LlamaModel | None = None
+        self._metadata: dict[str, str] = {}
         self._model: llama_cpp.llama_model_p | None = None
         self._engine: BatchEngine | None = None
         # Texts of the vocab's special tokens: parsed as tokens only where the template wrote them.
         self._specials: frozenset[str] = frozenset()
+        self._template: str | None = None  # the GGUF's chat template, if it renders (else ChatML)
         # serving counts a prompt's tokens, then generate() needs them again: tokenize once.
         self._tokenized = functools.lru_cache(maxsize=32)(self._tokenize)
         # A prompt is tokenized fragment by fragment; the large ones (instructions, the tools' JSON)
@@ -115,17 +120,25 @@ class LlamaCppBackend(Backend):
         if not os.path.isfile(path):
             raise EngineUnavailable(f"model file not found: {path} (--model expects a .gguf file)")
         try:
-            self._llama = await asyncio.to_thread(llama_cpp.Llama, model_path=path, vocab_only=True, verbose=False)
+            self._tokenizer = await asyncio.to_thread(self._load_vocab, path)
             self._model = await asyncio.to_thread(self._load_model, path)
             self._engine = await asyncio.to_thread(BatchEngine, self._model, self._engine_config())
         except (ValueError, RuntimeError) as exc:
             await self.close()
             raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
-        self._specials = special_strings(self._llama)
+        self._metadata = self._tokenizer.metadata()
+        self._specials = special_strings(self._tokenizer)
+        self._template = template_or_chatml(self._metadata.get("tokenizer.chat_template"), path)
         return ModelInfo(self._settings.model_name(), self._settings.n_ctx, {"path": path},
-                         max_token_chars=longest_token(self._llama),
-                         vocab_size=llama_cpp.llama_vocab_n_tokens(self._llama._model.vocab),
-                         sampling=recommended_sampling(self._llama.metadata))
+                         max_token_chars=longest_token(self._tokenizer),
+                         vocab_size=llama_cpp.llama_vocab_n_tokens(self._tokenizer.vocab),
+                         sampling=recommended_sampling(self._metadata))
+
+    @staticmethod
+    def _load_vocab(path: str) -> LlamaModel:
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        return LlamaModel(path_model=path, params=params, verbose=False)
 
     def _load_model(self, path: str) -> llama_cpp.llama_model_p:
         params = llama_cpp.llama_model_default_params()
@@ -150,9 +163,9 @@ class LlamaCppBackend(Backend):
         if self._model is not None:
             llama_cpp.llama_model_free(self._model)
             self._model = None
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+        if self._tokenizer is not None:
+            self._tokenizer.close()
+            self._tokenizer = None
 
     def health_error(self) -> str | None:
         if self._engine is not None and not self._engine.alive():
@@ -160,11 +173,11 @@ class LlamaCppBackend(Backend):
         return None
 
     @property
-    def llama(self) -> llama_cpp.Llama:
-        """The tokenizer (a vocab-only ``Llama``)."""
-        if self._llama is None:
+    def tokenizer(self) -> LlamaModel:
+        """The model's vocabulary (loaded without weights)."""
+        if self._tokenizer is None:
             raise EngineUnavailable("the model is not loaded")
-        return self._llama
+        return self._tokenizer
 
     @property
     def engine(self) -> BatchEngine:
@@ -186,25 +199,24 @@ class LlamaCppBackend(Backend):
         return tuple(tokens)
 
     def _tokenize_fragment(self, text: str, add_bos: bool, special: bool) -> tuple[int, ...]:
-        return tuple(self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+        return tuple(self.tokenizer.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
     def count_tokens(self, prompt: str, plain_texts: Sequence[str] = ()) -> int:
         return len(self._tokenized(prompt, tuple(plain_texts)))
 
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        llama = self.llama
-        metadata = llama.metadata
+        tokenizer, metadata = self.tokenizer, self._metadata
         token = lambda key: (  # noqa: E731
-            llama.detokenize([int(metadata[key])], special=True).decode("utf-8", "replace")
+            tokenizer.detokenize([int(metadata[key])], special=True).decode("utf-8", "replace")
             if key in metadata else "")
-        prompt = render_chat_template(metadata.get("tokenizer.chat_template"), messages,
+        prompt = render_chat_template(self._template, messages,
                                       token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"))
         # The template writes BOS itself; tokenize() adds it again where the vocab asks for it.
         bos = token("tokenizer.ggml.bos_token_id")
-        return prompt[len(bos):] if bos and prompt.startswith(bos) and llama._model.add_bos_token() else prompt
+        return prompt[len(bos):] if bos and prompt.startswith(bos) and tokenizer.add_bos_token() else prompt
 
     def chat_template_source(self) -> str | None:
-        return self.llama.metadata.get("tokenizer.chat_template")
+        return self._template
 
     def check(self, request: GenerationRequest) -> None:
         if request.constraint is not None:
@@ -220,7 +232,7 @@ class LlamaCppBackend(Backend):
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one backend per process; keyed by grammar text
     def _parses(self, grammar: str) -> bool:
-        sampler = llama_cpp.llama_sampler_init_grammar(self.llama._model.vocab, grammar.encode("utf-8"), b"root")
+        sampler = llama_cpp.llama_sampler_init_grammar(self.tokenizer.vocab, grammar.encode("utf-8"), b"root")
         if not sampler:
             return False
         llama_cpp.llama_sampler_free(sampler)

@@ -34,7 +34,7 @@ from hammer.server.backends.base import (
 )
 from hammer.server.backends.special_text import fragments
 from hammer.server.backends.xgrammar_schema import bounded_schema
-from hammer.server.chat_template import render_chat_template
+from hammer.server.chat_template import render_chat_template, template_or_chatml
 from hammer.server.grammar import SchemaLimits
 from hammer.server.settings import Settings
 from vllm import SamplingParams as VLLMSamplingParams
@@ -179,6 +179,7 @@ class VLLMBackend(Backend):
         self.max_concurrency = settings.max_num_seqs
         self._engine: AsyncLLM | None = None
         self._tokenizer: Any = None
+        self._template: str | None = None  # the tokenizer's chat template, if it renders (else ChatML)
         self._adds_bos = False
         # Texts of the special tokens: parsed as tokens only where the template wrote them.
         self._specials: frozenset[str] = frozenset()
@@ -199,6 +200,7 @@ class VLLMBackend(Backend):
         bos = getattr(self._tokenizer, "bos_token_id", None)
         self._adds_bos = bos is not None and bos in self._tokenizer.encode("", add_special_tokens=True)
         self._specials = special_strings(self._tokenizer)
+        self._template = template_or_chatml(getattr(self._tokenizer, "chat_template", None), model)
         config = self._engine.model_config
         return ModelInfo(self._settings.model_name(), config.max_model_len,
                          {"model": model, "vllm": vllm.__version__, "dtype": str(config.dtype),
@@ -245,12 +247,12 @@ class VLLMBackend(Backend):
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
         tokenizer = self._tokenizer
         bos, eos = tokenizer.bos_token or "", tokenizer.eos_token or ""
-        prompt = render_chat_template(getattr(tokenizer, "chat_template", None), messages, bos, eos)
+        prompt = render_chat_template(self._template, messages, bos, eos)
         # The template writes BOS itself; tokenize() adds it again where the tokenizer asks for it.
         return prompt[len(bos):] if bos and self._adds_bos and prompt.startswith(bos) else prompt
 
     def chat_template_source(self) -> str | None:
-        return getattr(self._tokenizer, "chat_template", None)
+        return self._template
 
     def check(self, request: GenerationRequest) -> None:
         """Compile the constraint as vLLM will, so a schema xgrammar cannot take (a bound beyond its

@@ -240,3 +240,29 @@ def test_the_answer_pass_renders_calls_and_results_in_a_tool_template(templates)
     assert answer_prompt == transformers_render(template, "<bos>", "<eos>", as_transformers_expects(messages), None)
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Köln"}}\n</tool_call>' in answer_prompt
     assert '<tool_response>\n{"temp": "17 °C"}\n</tool_response>' in answer_prompt
+
+
+@pytest.mark.slow
+def test_a_model_whose_template_cannot_render_is_served_with_chatml(tmp_path):
+    """The real server on a GGUF whose template does not parse: it says so at startup and answers with
+    ChatML, as llama.cpp does, instead of a 500 for every request without tools."""
+    import subprocess
+    import sys
+
+    import openai
+
+    from tests.processes import served
+
+    broken = tmp_path / "broken-template.gguf"
+    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(embedded_model_path()), str(broken),
+                    "--chat-template", "{% for m in messages %}{{ m.content }}", "--force"],
+                   check=True, capture_output=True)
+    log = tmp_path / "server.log"
+    with served("--model", str(broken), "--n-ctx", "1024", log_path=log) as (_, url):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        model = client.models.list().data[0].id
+        reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Say hi."}],
+                                               max_tokens=8, temperature=0)
+    assert reply.choices[0].message.content
+    said = log.read_text()
+    assert "cannot be used" in said and "ChatML" in said and "endfor" in said
