@@ -9,6 +9,7 @@ import ctypes
 import dataclasses
 import functools
 import json
+import logging
 import os
 from typing import Any, AsyncIterator, Mapping, Sequence
 
@@ -120,6 +121,9 @@ class LlamaCppBackend(Backend):
         if not os.path.isfile(path):
             raise EngineUnavailable(f"model file not found: {path} (--model expects a .gguf file)")
         try:
+            # llama.cpp's own log goes through llama-cpp-python's logger: errors only, as ``Llama(verbose=False)``
+            # sets it (at INFO each load prints the GGUF's every metadata key).
+            logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
             self._tokenizer = await asyncio.to_thread(self._load_vocab, path)
             self._model = await asyncio.to_thread(self._load_model, path)
             self._engine = await asyncio.to_thread(BatchEngine, self._model, self._engine_config())
