@@ -266,3 +266,4 @@ def test_a_model_whose_template_cannot_render_is_served_with_chatml(tmp_path):
     assert reply.choices[0].message.content
     said = log.read_text()
     assert "cannot be used" in said and "ChatML" in said and "endfor" in said
+    assert "llama_model_loader" not in said  # llama.cpp's own INFO log (every metadata key) stays out of it
