@@ -109,6 +109,10 @@ def usable_template(template: str | None) -> tuple[str | None, str | None]:
     >>> usable_template("{{ messages[0].content | no_such_filter }}")
     (None, "line 1: No filter named 'no_such_filter'.")
     """
+    if isinstance(template, Mapping):  # transformers' named templates: the default one serves chat
+        template = template.get("default")
+    if template is not None and not isinstance(template, str):
+        return None, f"not a template text but a {type(template).__name__}"
     try:
         render_chat_template(template, ({"role": "user", "content": "Hello"},))
     except TemplateRejected:  # it refuses this conversation; a client's may suit it

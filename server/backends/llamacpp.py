@@ -33,6 +33,8 @@ from hammer.server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
 from hammer.server.settings import Settings
 from llama_cpp._internals import LlamaModel
 
+log = logging.getLogger(__name__)
+
 
 def constraint_grammar(constraint: OutputConstraint, limits: SchemaLimits) -> str:
     """GBNF for ``prefix + JSON(schema) + suffix`` from our own converter (``hammer.server.grammar``), which
@@ -66,6 +68,16 @@ def special_strings(model: LlamaModel) -> frozenset[str]:
              for token in range(llama_cpp.llama_vocab_n_tokens(vocab))
              if llama_cpp.llama_vocab_get_attr(vocab, token) & kinds)
     return frozenset(text for text in texts if text)
+
+
+def gguf_metadata(model: LlamaModel) -> dict[str, str]:
+    """The GGUF's metadata as strings; none if llama-cpp-python cannot read it (a value it cuts in the
+    middle of a UTF-8 character), as its ``Llama`` does: the model still serves, with ChatML."""
+    try:
+        return model.metadata()
+    except Exception as exc:  # noqa: BLE001 - metadata is optional: say so, do not fail the load
+        log.warning("could not read the GGUF's metadata (%s): no chat template or recommended sampling", exc)
+        return {}
 
 
 # GGUF keys llama.cpp's converter writes from a model's generation_config.json.
@@ -112,9 +124,6 @@ class LlamaCppBackend(Backend):
         self._template: str | None = None  # the GGUF's chat template, if it renders (else ChatML)
         # serving counts a prompt's tokens, then generate() needs them again: tokenize once.
         self._tokenized = functools.lru_cache(maxsize=32)(self._tokenize)
-        # A prompt is tokenized fragment by fragment; the large ones (instructions, the tools' JSON)
-        # come back with every request to the same tool set.
-        self._fragment_tokens = functools.lru_cache(maxsize=256)(self._tokenize_fragment)
 
     async def start(self) -> ModelInfo:
         path = self._settings.model_path()
@@ -130,7 +139,7 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             await self.close()
             raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
-        self._metadata = self._tokenizer.metadata()
+        self._metadata = gguf_metadata(self._tokenizer)
         self._specials = special_strings(self._tokenizer)
         self._template = template_or_chatml(self._metadata.get("tokenizer.chat_template"), path)
         return ModelInfo(self._settings.model_name(), self._settings.n_ctx, {"path": path},
@@ -197,13 +206,11 @@ class LlamaCppBackend(Backend):
         return list(self._tokenized(prompt, tuple(plain_texts)))
 
     def _tokenize(self, prompt: str, plain_texts: tuple[str, ...]) -> tuple[int, ...]:
+        tokenizer = self.tokenizer
         tokens: list[int] = []
         for i, (text, special) in enumerate(fragments(prompt, plain_texts, self._specials)):
-            tokens += self._fragment_tokens(text, i == 0, special)
+            tokens += tokenizer.tokenize(text.encode("utf-8"), add_bos=i == 0, special=special)
         return tuple(tokens)
-
-    def _tokenize_fragment(self, text: str, add_bos: bool, special: bool) -> tuple[int, ...]:
-        return tuple(self.tokenizer.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
     def count_tokens(self, prompt: str, plain_texts: Sequence[str] = ()) -> int:
         return len(self._tokenized(prompt, tuple(plain_texts)))

@@ -280,12 +280,16 @@ class BatchEngine:
             sequence.source = match
 
     def _cache_prompt(self, sequence: _Sequence) -> None:
-        """Save the KV of the just-evaluated prompt (the sequence holds nothing else yet)."""
+        """Save the KV of the just-evaluated prompt (the sequence holds nothing else yet). A state that
+        cannot be saved (no memory for the copy) is not cached; the generation goes on."""
         sequence.cached = True
         tokens = sequence.job.tokens
         if not self._cache.wants(tokens, sequence.source):
             return
-        state = np.empty(llama_cpp.llama_state_seq_get_size(self._ctx, sequence.seq_id), dtype=np.uint8)
+        try:
+            state = np.empty(llama_cpp.llama_state_seq_get_size(self._ctx, sequence.seq_id), dtype=np.uint8)
+        except MemoryError:
+            return
         if llama_cpp.llama_state_seq_get_data(self._ctx, _bytes(state), len(state), sequence.seq_id) == len(state):
             self._cache.store(tokens, state, sequence.source)
 
@@ -320,12 +324,14 @@ class BatchEngine:
         then cache its prompt if that waited for the first token (``keep``: the KV is sound), and free
         its KV cells, sampler and id."""
         self._running.remove(sequence)
-        sequence.job.sampler.free()
-        sequence.job.emit(last)
-        if keep and sequence.prompt_done and not sequence.cached:
-            self._cache_prompt(sequence)  # the sampled token was never decoded: the KV is the prompt
-        llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
-        self._free_ids.append(sequence.seq_id)
+        try:
+            sequence.job.sampler.free()
+            sequence.job.emit(last)
+            if keep and sequence.prompt_done and not sequence.cached:
+                self._cache_prompt(sequence)  # the sampled token was never decoded: the KV is the prompt
+        finally:  # whatever failed above (no memory for the copy), the id must not be lost
+            llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
+            self._free_ids.append(sequence.seq_id)
 
     def _fail_all(self, error: BaseException) -> None:
         """End every running generation with ``error`` and clear the KV: after a failed decode its

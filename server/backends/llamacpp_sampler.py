@@ -134,7 +134,11 @@ class SequenceSampler:
         for size in SHORTLISTS:
             if size >= len(logits):
                 return None
-            top = np.argpartition(logits, -size)[-size:]
+            cutoff = logits[np.argpartition(logits, -size)[-size]]
+            top = np.flatnonzero(logits >= cutoff)  # every token tied at the cutoff too: none is left out
+            if len(top) > len(self._few):
+                continue
+            size = len(top)
             ranked = top[np.lexsort((top, -logits[top]))]  # as llama.cpp's greedy: highest logit, lowest id
             few = self._few[:size]
             few["id"] = ranked

@@ -71,11 +71,14 @@ class PrefixCache(Generic[State]):
         must be evaluated to sample from), counted as a hit or a miss."""
         prompt = np.asarray(tokens, dtype=np.int32)
         best: Match[State] | None = None
+        best_size = 0
         for key, (cached, state) in self._entries.items():
             length = min(common_prefix(prompt, cached), len(prompt) - 1)
-            # On a tie the most recently used (later) entry: a live one rather than one it superseded.
-            if length >= self._min_reuse and (best is None or length >= best.length):
-                best = Match(key, length, state)
+            # On a tie the shorter entry (the prompt itself rather than a conversation that grew from
+            # it), then the most recently used (later): a live one rather than one it superseded.
+            if length >= self._min_reuse and (best is None or length > best.length or (
+                    length == best.length and len(cached) <= best_size)):
+                best, best_size = Match(key, length, state), len(cached)
         if best is None:
             self._misses += 1
             return None

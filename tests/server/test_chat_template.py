@@ -23,6 +23,7 @@ from hammer.server.chat_template import (
     TemplateRejected,
     handles_tool_calls,
     render_chat_template,
+    usable_template,
 )
 from hammer.server.settings import Settings, embedded_model_path
 
@@ -179,6 +180,23 @@ class TestEnvironment:
     def test_template_bugs_are_the_templates(self, template, words):
         with pytest.raises(TemplateFailed, match=words):
             render_chat_template(template, [{"role": "user", "content": "x"}])
+
+
+class TestUsableTemplate:
+    """Which template a model is served with: its own if it renders one message, else ChatML."""
+
+    def test_a_template_that_fails_on_every_conversation_is_replaced(self):
+        template, problem = usable_template("{{ messages[0].content + 1 }}")
+        assert template is None and "TypeError" in problem
+
+    def test_a_template_that_refuses_only_this_conversation_is_kept(self):
+        gemma_like = "{% if messages[0].role != 'system' %}{{ raise_exception('system first') }}{% endif %}"
+        assert usable_template(gemma_like) == (gemma_like, None)
+
+    def test_named_templates_serve_the_default_one(self):
+        named = {"default": "{{ messages[0].content }}", "tool_use": "{{ tools }}"}
+        assert usable_template(named) == ("{{ messages[0].content }}", None)
+        assert usable_template({"tool_use": "{{ tools }}"})[0] is None
 
 
 class TemplateBackend(FakeBackend):

@@ -52,6 +52,20 @@ class TestStore:
         repeat = cache.lookup(prompt(TOOLS_A, 7))  # asked again: all but its last token restored
         assert repeat is not None and repeat.state == "q7" and repeat.length == len(prompt(TOOLS_A, 7)) - 1
 
+    def test_a_prompt_asked_again_finds_itself_not_the_conversation_grown_from_it(self):
+        # P, then F (P and its answer: the next turn). P again restores P itself: not stored twice,
+        # and F, the live conversation, is not marked superseded by it.
+        cache: PrefixCache[str] = PrefixCache(3 * len(prompt(TOOLS_A, 7)))
+        p, f = prompt(TOOLS_A, 7), [*prompt(TOOLS_A, 7), 50, 51, 52]
+        cache.store(p, "p", None)
+        cache.store(f, "f", cache.lookup(f))
+        again = cache.lookup(p)
+        assert again is not None and again.state == "p"
+        assert not cache.wants(p, again)
+        cache.store([2, *range(500, 520)], "other", None)  # room for it without evicting anything
+        assert cache.lookup([*f, 53]).state == "f"  # type: ignore[union-attr]
+        assert cache.stats().entries == 3
+
     def test_superseded_entries_go_before_other_tool_sets(self):
         # B is the least recently used, but A's older question is superseded by its newer one: it goes.
         cache: PrefixCache[str] = PrefixCache(3 * len(prompt(TOOLS_A, 7)))
