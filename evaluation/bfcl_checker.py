@@ -48,18 +48,19 @@ def modules_replaced(replacements: Mapping[str, Any]) -> Iterator[None]:
     """
     saved = {name: sys.modules.get(name) for name in replacements}
     try:
-        for name, module in replacements.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+        _set_modules(replacements)
         yield
     finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+        _set_modules(saved)
+
+
+def _set_modules(modules: Mapping[str, Any]) -> None:
+    """Put each module into ``sys.modules`` under its name; None takes the name out."""
+    for name, module in modules.items():
+        if module is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = module
 
 
 @functools.cache
