@@ -122,6 +122,7 @@ class LlamaCppBackend(Backend):
         # Texts of the vocab's special tokens: parsed as tokens only where the template wrote them.
         self._specials: frozenset[str] = frozenset()
         self._template: str | None = None  # the GGUF's chat template, if it renders (else ChatML)
+        self._bos = self._eos = ""  # the texts of its BOS and EOS tokens, which templates are given
         # serving counts a prompt's tokens, then generate() needs them again: tokenize once.
         self._tokenized = functools.lru_cache(maxsize=32)(self._tokenize)
 
@@ -142,6 +143,8 @@ class LlamaCppBackend(Backend):
         self._metadata = gguf_metadata(self._tokenizer)
         self._specials = special_strings(self._tokenizer)
         self._template = template_or_chatml(self._metadata.get("tokenizer.chat_template"), path)
+        self._bos = self._token_text("tokenizer.ggml.bos_token_id")
+        self._eos = self._token_text("tokenizer.ggml.eos_token_id")
         return ModelInfo(self._settings.model_name(), self._settings.n_ctx, {"path": path},
                          max_token_chars=longest_token(self._tokenizer),
                          vocab_size=llama_cpp.llama_vocab_n_tokens(self._tokenizer.vocab),
@@ -216,15 +219,16 @@ class LlamaCppBackend(Backend):
         return len(self._tokenized(prompt, tuple(plain_texts)))
 
     def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        tokenizer, metadata = self.tokenizer, self._metadata
-        token = lambda key: (  # noqa: E731
-            tokenizer.detokenize([int(metadata[key])], special=True).decode("utf-8", "replace")
-            if key in metadata else "")
-        prompt = render_chat_template(self._template, messages,
-                                      token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"))
+        bos = self._bos
+        prompt = render_chat_template(self._template, messages, bos, self._eos)
         # The template writes BOS itself; tokenize() adds it again where the vocab asks for it.
-        bos = token("tokenizer.ggml.bos_token_id")
-        return prompt[len(bos):] if bos and prompt.startswith(bos) and tokenizer.add_bos_token() else prompt
+        return prompt[len(bos):] if bos and prompt.startswith(bos) and self.tokenizer.add_bos_token() else prompt
+
+    def _token_text(self, key: str) -> str:
+        """The text of the special token a metadata key names (``tokenizer.ggml.bos_token_id``), or ""."""
+        if key not in self._metadata:
+            return ""
+        return self.tokenizer.detokenize([int(self._metadata[key])], special=True).decode("utf-8", "replace")
 
     def chat_template_source(self) -> str | None:
         return self._template
