@@ -99,7 +99,7 @@ def render_chat_template(template: str | None, messages: Sequence[Mapping[str, A
         raise TemplateFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-def usable_template(template: str | None) -> tuple[str | None, str | None]:
+def usable_template(template: str | Mapping[str, str] | None) -> tuple[str | None, str | None]:
     """``template`` if it renders a one-message conversation, else None (ChatML) and why: decided once,
     when the model loads, as llama.cpp falls back to ChatML for a template it cannot parse. Without it
     every request without tools would fail, the same way, with a 500.
@@ -122,7 +122,7 @@ def usable_template(template: str | None) -> tuple[str | None, str | None]:
     return template, None
 
 
-def template_or_chatml(template: str | None, model: str) -> str | None:
+def template_or_chatml(template: str | Mapping[str, str] | None, model: str) -> str | None:
     """``usable_template``, logging why a model's template is replaced by ChatML."""
     usable, problem = usable_template(template)
     if problem is not None:

@@ -37,8 +37,8 @@ class Settings(BaseSettings):
                                                       "batching); the rest queue")
     batch_tokens: int = Field(512, ge=32, description="llama.cpp: most tokens one decode step evaluates (a "
                                                       "long prompt is evaluated in chunks of this size)")
-    cache_tokens: int = Field(8192, ge=0, description="llama.cpp: KV cells kept for recent prompts, on top of "
-                                                      "--n-ctx (a prompt starting like a cached one evaluates only "
+    cache_tokens: int = Field(8192, ge=0, description="llama.cpp: prompt tokens whose KV state is kept in host "
+                                                      "memory (a prompt starting like a cached one evaluates only "
                                                       "the rest; 0: no cache)")
     cache_dir: Path | None = Field(None, description="llama.cpp: keep the prompt cache in this folder across "
                                                      "restarts (written at shutdown, read at start)")
