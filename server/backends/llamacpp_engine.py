@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import mmap
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,10 +32,10 @@ from hammer.server.backends import prefix_store
 from hammer.server.backends.base import Chunk, SamplingParams, TokenLogprob
 from hammer.server.backends.llamacpp_sampler import SequenceSampler, Vocab
 from hammer.server.backends.prefix_cache import CacheStats, Match, PrefixCache
+from hammer.server.backends.stops import StopMatcher
 
 #: A sequence's saved KV state (llama.cpp's serialization, bytes).
 SavedState = np.ndarray
-from hammer.server.backends.stops import StopMatcher
 
 #: What a job's ``emit`` receives: text as it is generated, then the last chunk or the error.
 Emit = Callable[[Chunk | BaseException], None]
@@ -115,7 +116,7 @@ class BatchEngine:
         self._cache: PrefixCache[SavedState] = PrefixCache(config.cache_tokens)
         if config.cache_dir is not None:
             for tokens, state in prefix_store.load(config.cache_dir):
-                self._cache.store(tokens, state, None)
+                self._cache.store(tokens, _host_copy(state), None)
         self._free_ids = list(range(config.parallel))
         self._running: list[_Sequence] = []
         self._joined = 0
@@ -287,8 +288,8 @@ class BatchEngine:
         if not self._cache.wants(tokens, sequence.source):
             return
         try:
-            state = np.empty(llama_cpp.llama_state_seq_get_size(self._ctx, sequence.seq_id), dtype=np.uint8)
-        except MemoryError:
+            state = _host_buffer(llama_cpp.llama_state_seq_get_size(self._ctx, sequence.seq_id))
+        except OSError:  # no memory for the copy
             return
         if llama_cpp.llama_state_seq_get_data(self._ctx, _bytes(state), len(state), sequence.seq_id) == len(state):
             self._cache.store(tokens, state, sequence.source)
@@ -339,6 +340,21 @@ class BatchEngine:
         for sequence in list(self._running):
             self._end(sequence, error, keep=False)
         llama_cpp.llama_memory_clear(self._memory, True)
+
+
+def _host_buffer(size: int) -> SavedState:
+    """Room for a saved state in an anonymous mapping of its own: when the cache drops the state, the
+    mapping goes and its memory returns to the system at once. From malloc, states of ever-changing
+    sizes (megabytes each) fragmented the heap, since glibc serves blocks that size from the heap once
+    one was freed, and the process grew by tens of MiB over a long run."""
+    return np.frombuffer(mmap.mmap(-1, size), dtype=np.uint8)
+
+
+def _host_copy(state: np.ndarray) -> SavedState:
+    """``state`` (read from disk) moved into a buffer of its own (``_host_buffer``)."""
+    buffer = _host_buffer(len(state))
+    buffer[:] = state
+    return buffer
 
 
 def _bytes(state: SavedState) -> ctypes._Pointer[ctypes.c_uint8]:
