@@ -347,7 +347,12 @@ def _host_buffer(size: int) -> SavedState:
     mapping goes and its memory returns to the system at once. From malloc, states of ever-changing
     sizes (megabytes each) fragmented the heap, since glibc serves blocks that size from the heap once
     one was freed, and the process grew by tens of MiB over a long run."""
-    return np.frombuffer(mmap.mmap(-1, size), dtype=np.uint8)
+    if hasattr(mmap, "MAP_POPULATE"):  # Linux, Android: the pages faulted in with one call, not one
+        # fault per page during the copy (5 ms against 8 ms for a 750-token prompt here)
+        mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+    else:
+        mapping = mmap.mmap(-1, size)
+    return np.frombuffer(mapping, dtype=np.uint8)
 
 
 def _host_copy(state: np.ndarray) -> SavedState:
