@@ -22,7 +22,7 @@ import ctypes
 import mmap
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -115,8 +115,8 @@ class BatchEngine:
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
         self._cache: PrefixCache[SavedState] = PrefixCache(config.cache_tokens)
         if config.cache_dir is not None:
-            for tokens, state in prefix_store.load(config.cache_dir):
-                self._cache.store(tokens, _host_copy(state), None)
+            for entry in prefix_store.load(config.cache_dir):
+                self._cache.restore(replace(entry, state=_host_copy(entry.state)))
         self._free_ids = list(range(config.parallel))
         self._running: list[_Sequence] = []
         self._joined = 0

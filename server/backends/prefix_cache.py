@@ -37,6 +37,16 @@ class Match(Generic[State]):
     state: State
 
 
+@dataclass(frozen=True)
+class Entry(Generic[State]):
+    """A cached prompt as it is saved and loaded (``--cache-dir``)."""
+
+    tokens: np.ndarray
+    state: State
+    #: A later prompt grew from it: it is evicted before entries that are not.
+    superseded: bool = False
+
+
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     """Length of the longest common prefix of two token arrays.
 
@@ -117,10 +127,16 @@ class PrefixCache(Generic[State]):
         if match.key in self._entries:
             self._drop(match.key)
 
-    def entries(self) -> list[tuple[np.ndarray, State]]:
-        """(tokens, state) of every entry, least recently used first (``store`` them in this order to
-        rebuild the cache)."""
-        return list(self._entries.values())
+    def entries(self) -> list[Entry[State]]:
+        """Every entry, least recently used first (``restore`` them in this order to rebuild the cache)."""
+        return [Entry(tokens, state, key in self._superseded) for key, (tokens, state) in self._entries.items()]
+
+    def restore(self, entry: Entry[State]) -> None:
+        """Keep a saved entry as it was, superseded or not: the most recently used so far."""
+        key = self._next_key
+        self.store(entry.tokens, entry.state, None)
+        if entry.superseded and key in self._entries:
+            self._superseded.add(key)
 
     def stats(self) -> CacheStats:
         return CacheStats(self._hits, self._misses, self._reused, self._held, len(self._entries), self._evictions)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from hammer.server.backends.prefix_cache import Entry
 
 
 def model_key(model_path: str) -> str:
@@ -26,20 +27,20 @@ def model_key(model_path: str) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
-def save(directory: Path, entries: Iterable[tuple[np.ndarray, np.ndarray]]) -> int:
-    """Replace the folder's entries with ``entries`` ((tokens, state), least recently used first)."""
+def save(directory: Path, entries: Iterable[Entry[np.ndarray]]) -> int:
+    """Replace the folder's entries with ``entries`` (least recently used first)."""
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("prefix-*.npz"):
         old.unlink()
     count = 0
-    for count, (tokens, state) in enumerate(entries, start=1):
+    for count, entry in enumerate(entries, start=1):
         partial = directory / f"prefix-{count:04d}.tmp.npz"
-        np.savez(partial, tokens=tokens, state=state)
+        np.savez(partial, tokens=entry.tokens, state=entry.state, superseded=entry.superseded)
         partial.rename(directory / f"prefix-{count:04d}.npz")  # a crash mid-write leaves no half entry
     return count
 
 
-def load(directory: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+def load(directory: Path) -> list[Entry[np.ndarray]]:
     """The saved entries, least recently used first; unreadable files are skipped."""
     entries = []
     for path in sorted(directory.glob("prefix-*.npz")):
@@ -47,7 +48,9 @@ def load(directory: Path) -> list[tuple[np.ndarray, np.ndarray]]:
             continue
         try:
             with np.load(path) as saved:
-                entries.append((saved["tokens"].astype(np.int32), saved["state"].astype(np.uint8)))
+                # Files written before the flag was saved hold live entries only.
+                superseded = bool(saved["superseded"]) if "superseded" in saved else False
+                entries.append(Entry(saved["tokens"].astype(np.int32), saved["state"].astype(np.uint8), superseded))
         except (OSError, ValueError, KeyError):
             continue
     return entries

@@ -88,6 +88,22 @@ class TestStore:
         assert cache.lookup(prompt(TOOLS_A, 7)).state == "q7"  # type: ignore[union-attr]
         assert cache.lookup(prompt(TOOLS_B, 7)).state == "b"  # type: ignore[union-attr]
 
+    def test_a_rebuilt_cache_keeps_order_and_superseded_entries(self):
+        # What --cache-dir does across a restart: the rebuilt cache evicts as the first one would.
+        size = len(prompt(TOOLS_A, 7))
+        cache: PrefixCache[str] = PrefixCache(3 * size)
+        cache.store(prompt(TOOLS_B, 7), "b", None)
+        cache.store(prompt(TOOLS_A, 7), "q7", None)
+        cache.store(prompt(TOOLS_A, 9), "q9", cache.lookup(prompt(TOOLS_A, 9)))
+        saved = cache.entries()
+        assert [(e.state, e.superseded) for e in saved] == [("b", False), ("q7", True), ("q9", False)]
+        rebuilt: PrefixCache[str] = PrefixCache(3 * size)
+        for entry in saved:
+            rebuilt.restore(entry)
+        assert [(e.state, e.superseded) for e in rebuilt.entries()] == [(e.state, e.superseded) for e in saved]
+        rebuilt.store(prompt(TOOLS_B, 11), "b11", None)  # no room: the superseded q7 goes, not b
+        assert [e.state for e in rebuilt.entries()] == ["b", "q9", "b11"]
+
     def test_an_exact_repeat_is_not_stored_again(self):
         cache: PrefixCache[str] = PrefixCache(1000)
         cache.store(prompt(TOOLS_A, 7), "q7", None)

@@ -3,31 +3,42 @@
 from __future__ import annotations
 
 import numpy as np
+from hammer.server.backends.prefix_cache import Entry
 from hammer.server.backends.prefix_store import load, model_key, save
 
 
-def entry(n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.arange(n, dtype=np.int32), np.full(n * 3, n, dtype=np.uint8)
+def entry(n: int, superseded: bool = False) -> Entry[np.ndarray]:
+    return Entry(np.arange(n, dtype=np.int32), np.full(n * 3, n, dtype=np.uint8), superseded)
+
+
+def lengths(entries: list[Entry[np.ndarray]]) -> list[int]:
+    return [len(e.tokens) for e in entries]
 
 
 def test_entries_come_back_in_order(tmp_path):
-    assert save(tmp_path, [entry(5), entry(9)]) == 2
+    assert save(tmp_path, [entry(5), entry(9, superseded=True)]) == 2
     loaded = load(tmp_path)
-    assert [len(tokens) for tokens, _ in loaded] == [5, 9]
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(loaded, [entry(5), entry(9)]))
+    assert lengths(loaded) == [5, 9]
+    assert all(np.array_equal(a.state, b.state) for a, b in zip(loaded, [entry(5), entry(9)]))
+    assert [e.superseded for e in loaded] == [False, True]
+
+
+def test_a_file_without_the_superseded_flag_loads_as_live(tmp_path):
+    np.savez(tmp_path / "prefix-0001.npz", tokens=np.arange(4, dtype=np.int32), state=np.zeros(8, np.uint8))
+    assert [(len(e.tokens), e.superseded) for e in load(tmp_path)] == [(4, False)]
 
 
 def test_saving_replaces_what_was_there(tmp_path):
     save(tmp_path, [entry(5), entry(9)])
     save(tmp_path, [entry(3)])
-    assert [len(tokens) for tokens, _ in load(tmp_path)] == [3]
+    assert lengths(load(tmp_path)) == [3]
 
 
 def test_half_written_and_unreadable_files_are_skipped(tmp_path):
     save(tmp_path, [entry(4)])
     (tmp_path / "prefix-0002.tmp.npz").write_bytes(b"half")
     (tmp_path / "prefix-0003.npz").write_bytes(b"not an npz")
-    assert [len(tokens) for tokens, _ in load(tmp_path)] == [4]
+    assert lengths(load(tmp_path)) == [4]
     assert load(tmp_path / "missing") == []
 
 
