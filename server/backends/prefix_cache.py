@@ -132,9 +132,11 @@ class PrefixCache(Generic[State]):
         return [Entry(tokens, state, key in self._superseded) for key, (tokens, state) in self._entries.items()]
 
     def restore(self, entry: Entry[State]) -> None:
-        """Keep a saved entry as it was, superseded or not: the most recently used so far."""
-        key = self._next_key
+        """Keep a saved entry as it was, superseded or not: the most recently used so far. Entries it
+        pushes out (the budget is smaller than when they were saved) are not counted as evictions."""
+        key, evictions = self._next_key, self._evictions
         self.store(entry.tokens, entry.state, None)
+        self._evictions = evictions
         if entry.superseded and key in self._entries:
             self._superseded.add(key)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from hammer.server.backends.prefix_cache import Entry
@@ -40,9 +40,9 @@ def save(directory: Path, entries: Iterable[Entry[np.ndarray]]) -> int:
     return count
 
 
-def load(directory: Path) -> list[Entry[np.ndarray]]:
-    """The saved entries, least recently used first; unreadable files are skipped."""
-    entries = []
+def load(directory: Path) -> Iterator[Entry[np.ndarray]]:
+    """The saved entries, least recently used first, read one at a time (each state is a copy the
+    caller moves into memory of its own); unreadable files are skipped."""
     for path in sorted(directory.glob("prefix-*.npz")):
         if path.name.endswith(".tmp.npz"):
             continue
@@ -50,7 +50,8 @@ def load(directory: Path) -> list[Entry[np.ndarray]]:
             with np.load(path) as saved:
                 # Files written before the flag was saved hold live entries only.
                 superseded = bool(saved["superseded"]) if "superseded" in saved else False
-                entries.append(Entry(saved["tokens"].astype(np.int32), saved["state"].astype(np.uint8), superseded))
+                entry = Entry(saved["tokens"].astype(np.int32, copy=False),
+                              saved["state"].astype(np.uint8, copy=False), superseded)
         except (OSError, ValueError, KeyError):
             continue
-    return entries
+        yield entry

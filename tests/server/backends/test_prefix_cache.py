@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hammer.server.backends.prefix_cache import PrefixCache
+import numpy as np
+from hammer.server.backends.prefix_cache import Entry, PrefixCache
 
 TOOLS_A = list(range(100, 200))  # a tool set's prompt prefix: 100 tokens
 TOOLS_B = list(range(300, 400))
@@ -103,6 +104,16 @@ class TestStore:
         assert [(e.state, e.superseded) for e in rebuilt.entries()] == [(e.state, e.superseded) for e in saved]
         rebuilt.store(prompt(TOOLS_B, 11), "b11", None)  # no room: the superseded q7 goes, not b
         assert [e.state for e in rebuilt.entries()] == ["b", "q9", "b11"]
+
+    def test_a_cache_rebuilt_under_a_smaller_budget_trims_as_the_running_cache_would(self):
+        size = len(prompt(TOOLS_A, 7))
+        saved = [Entry(np.array(prompt(TOOLS_B, 7)), "b"), Entry(np.array(prompt(TOOLS_A, 7)), "q7", True),
+                 Entry(np.array(prompt(TOOLS_A, 9)), "q9")]
+        rebuilt: PrefixCache[str] = PrefixCache(2 * size)
+        for entry in saved:
+            rebuilt.restore(entry)
+        assert [e.state for e in rebuilt.entries()] == ["b", "q9"]  # the superseded q7 went first
+        assert rebuilt.stats().evictions == 0  # trimming what was saved is not the running cache evicting
 
     def test_an_exact_repeat_is_not_stored_again(self):
         cache: PrefixCache[str] = PrefixCache(1000)

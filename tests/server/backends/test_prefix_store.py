@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 from hammer.server.backends.prefix_cache import Entry
 from hammer.server.backends.prefix_store import load, model_key, save
@@ -11,13 +13,13 @@ def entry(n: int, superseded: bool = False) -> Entry[np.ndarray]:
     return Entry(np.arange(n, dtype=np.int32), np.full(n * 3, n, dtype=np.uint8), superseded)
 
 
-def lengths(entries: list[Entry[np.ndarray]]) -> list[int]:
+def lengths(entries: Iterable[Entry[np.ndarray]]) -> list[int]:
     return [len(e.tokens) for e in entries]
 
 
 def test_entries_come_back_in_order(tmp_path):
     assert save(tmp_path, [entry(5), entry(9, superseded=True)]) == 2
-    loaded = load(tmp_path)
+    loaded = list(load(tmp_path))
     assert lengths(loaded) == [5, 9]
     assert all(np.array_equal(a.state, b.state) for a, b in zip(loaded, [entry(5), entry(9)]))
     assert [e.superseded for e in loaded] == [False, True]
@@ -39,7 +41,7 @@ def test_half_written_and_unreadable_files_are_skipped(tmp_path):
     (tmp_path / "prefix-0002.tmp.npz").write_bytes(b"half")
     (tmp_path / "prefix-0003.npz").write_bytes(b"not an npz")
     assert lengths(load(tmp_path)) == [4]
-    assert load(tmp_path / "missing") == []
+    assert list(load(tmp_path / "missing")) == []
 
 
 def test_the_model_key_follows_the_file(tmp_path):
