@@ -22,7 +22,7 @@ import ctypes
 import mmap
 import threading
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -166,17 +166,10 @@ class BatchEngine:
         llama_cpp.llama_free(self._ctx)
 
     def _load_cache(self, directory: Path) -> None:
-        """The entries saved at the last shutdown, each moved into memory of its own as it is read. One
+        """The entries saved at the last shutdown, each read straight into memory of its own. One
         that cannot be (an empty state, no memory) is skipped: the server starts regardless."""
-        for entry in prefix_store.load(directory):
-            if not self._cache.wants(entry.tokens, None):
-                continue
-            try:
-                state = _host_buffer(len(entry.state))
-            except OSError:
-                continue
-            state[:] = entry.state
-            self._cache.restore(replace(entry, state=state))
+        for entry in prefix_store.load(directory, allocate=_host_buffer):
+            self._cache.restore(entry)
 
     # -- the worker ----------------------------------------------------------------------------
 

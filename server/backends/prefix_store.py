@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
 from hammer.server.backends.prefix_cache import Entry
+
+#: How much of a state is read at a time: the only buffer a load needs besides the states' own memory.
+_CHUNK = 1 << 20
 
 
 def model_key(model_path: str) -> str:
@@ -40,18 +44,45 @@ def save(directory: Path, entries: Iterable[Entry[np.ndarray]]) -> int:
     return count
 
 
-def load(directory: Path) -> Iterator[Entry[np.ndarray]]:
-    """The saved entries, least recently used first, read one at a time (each state is a copy the
-    caller moves into memory of its own); unreadable files are skipped."""
+def _on_heap(size: int) -> np.ndarray:
+    return np.empty(size, dtype=np.uint8)
+
+
+def load(directory: Path, allocate: Callable[[int], np.ndarray] = _on_heap) -> Iterator[Entry[np.ndarray]]:
+    """The saved entries, least recently used first, read one at a time; each state goes straight into
+    ``allocate(size)`` (a uint8 array), with no copy on the heap between. Unreadable files, and
+    states ``allocate`` cannot make room for (``OSError``), are skipped."""
     for path in sorted(directory.glob("prefix-*.npz")):
         if path.name.endswith(".tmp.npz"):
             continue
         try:
-            with np.load(path) as saved:
+            with zipfile.ZipFile(path) as archive:
+                tokens = _small_array(archive, "tokens.npy").astype(np.int32, copy=False)
                 # Files written before the flag was saved hold live entries only.
-                superseded = bool(saved["superseded"]) if "superseded" in saved else False
-                entry = Entry(saved["tokens"].astype(np.int32, copy=False),
-                              saved["state"].astype(np.uint8, copy=False), superseded)
-        except (OSError, ValueError, KeyError):
+                superseded = "superseded.npy" in archive.namelist() and bool(_small_array(archive, "superseded.npy"))
+                with archive.open("state.npy") as member:
+                    state = _read_bytes_into(member, allocate)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             continue
-        yield entry
+        yield Entry(tokens, state, superseded)
+
+
+def _small_array(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    with archive.open(name) as member:
+        return np.lib.format.read_array(member)
+
+
+def _read_bytes_into(member: IO[bytes], allocate: Callable[[int], np.ndarray]) -> np.ndarray:
+    """A 1-D uint8 ``.npy`` array read from ``member`` into ``allocate(size)``, a megabyte at a time."""
+    version = np.lib.format.read_magic(member)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(member)
+    if dtype != np.uint8 or len(shape) != 1:
+        raise ValueError(f"a state must be 1-D uint8, not {dtype} {shape}")
+    state = allocate(shape[0])
+    for start in range(0, len(state), _CHUNK):
+        chunk = member.read(_CHUNK)
+        if len(chunk) != min(_CHUNK, len(state) - start):
+            raise ValueError("the state is cut short")
+        state[start:start + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+    return state

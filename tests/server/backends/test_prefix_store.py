@@ -30,6 +30,27 @@ def test_a_file_without_the_superseded_flag_loads_as_live(tmp_path):
     assert [(len(e.tokens), e.superseded) for e in load(tmp_path)] == [(4, False)]
 
 
+def test_each_state_is_read_into_the_memory_the_caller_gives(tmp_path):
+    save(tmp_path, [entry(5), entry(0), entry(9)])
+    given: list[np.ndarray] = []
+
+    def allocate(size: int) -> np.ndarray:
+        if size == 0:
+            raise OSError("no room for an empty state")  # what an anonymous mapping of 0 bytes raises
+        given.append(np.zeros(size, dtype=np.uint8))
+        return given[-1]
+
+    loaded = list(load(tmp_path, allocate))
+    assert lengths(loaded) == [5, 9]  # the state allocate refused is skipped, the rest still load
+    assert [e.state is buffer for e, buffer in zip(loaded, given)] == [True, True]
+    assert np.array_equal(loaded[1].state, entry(9).state)
+
+
+def test_a_state_that_is_not_bytes_is_skipped(tmp_path):
+    np.savez(tmp_path / "prefix-0001.npz", tokens=np.arange(4, dtype=np.int32), state=np.zeros(8, np.float32))
+    assert list(load(tmp_path)) == []
+
+
 def test_saving_replaces_what_was_there(tmp_path):
     save(tmp_path, [entry(5), entry(9)])
     save(tmp_path, [entry(3)])
