@@ -62,7 +62,7 @@ def load(directory: Path, allocate: Callable[[int], np.ndarray] = _on_heap) -> I
                 superseded = "superseded.npy" in archive.namelist() and bool(_small_array(archive, "superseded.npy"))
                 with archive.open("state.npy") as member:
                     state = _read_bytes_into(member, allocate)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
             continue
         yield Entry(tokens, state, superseded)
 
