@@ -115,12 +115,8 @@ class PrefixCache(Generic[State]):
         if grew_from is not None and grew_from.key in self._entries:
             if 2 * grew_from.length >= len(self._entries[grew_from.key][0]):
                 self._superseded.add(grew_from.key)
-        while self._entries and self._held + len(tokens) > self._budget:
-            self._drop(self._victim())
-            self._evictions += 1
-        self._entries[self._next_key] = (np.asarray(tokens, dtype=np.int32), state)
-        self._next_key += 1
-        self._held += len(tokens)
+        self._evictions += self._make_room(len(tokens))
+        self._add(tokens, state)
 
     def forget(self, match: Match[State]) -> None:
         """Drop the entry ``match`` came from (its state could not be restored)."""
@@ -134,14 +130,30 @@ class PrefixCache(Generic[State]):
     def restore(self, entry: Entry[State]) -> None:
         """Keep a saved entry as it was, superseded or not: the most recently used so far. Entries it
         pushes out (the budget is smaller than when they were saved) are not counted as evictions."""
-        key, evictions = self._next_key, self._evictions
-        self.store(entry.tokens, entry.state, None)
-        self._evictions = evictions
-        if entry.superseded and key in self._entries:
+        if len(entry.tokens) > self._budget:
+            return
+        self._make_room(len(entry.tokens))
+        key = self._add(entry.tokens, entry.state)
+        if entry.superseded:
             self._superseded.add(key)
 
     def stats(self) -> CacheStats:
         return CacheStats(self._hits, self._misses, self._reused, self._held, len(self._entries), self._evictions)
+
+    def _make_room(self, tokens: int) -> int:
+        """Drop entries until ``tokens`` more fit the budget; how many went."""
+        dropped = 0
+        while self._entries and self._held + tokens > self._budget:
+            self._drop(self._victim())
+            dropped += 1
+        return dropped
+
+    def _add(self, tokens: Sequence[int], state: State) -> int:
+        """A new most recently used entry; its key."""
+        key, self._next_key = self._next_key, self._next_key + 1
+        self._entries[key] = (np.asarray(tokens, dtype=np.int32), state)
+        self._held += len(tokens)
+        return key
 
     def _victim(self) -> int:
         """The oldest superseded entry, or else the least recently used."""

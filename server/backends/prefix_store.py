@@ -44,11 +44,7 @@ def save(directory: Path, entries: Iterable[Entry[np.ndarray]]) -> int:
     return count
 
 
-def _on_heap(size: int) -> np.ndarray:
-    return np.empty(size, dtype=np.uint8)
-
-
-def load(directory: Path, allocate: Callable[[int], np.ndarray] = _on_heap) -> Iterator[Entry[np.ndarray]]:
+def load(directory: Path, allocate: Callable[[int], np.ndarray]) -> Iterator[Entry[np.ndarray]]:
     """The saved entries, least recently used first, read one at a time; each state goes straight into
     ``allocate(size)`` (a uint8 array), with no copy on the heap between. Unreadable files, and
     states ``allocate`` cannot make room for (``OSError``), are skipped."""

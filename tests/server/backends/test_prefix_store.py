@@ -13,13 +13,17 @@ def entry(n: int, superseded: bool = False) -> Entry[np.ndarray]:
     return Entry(np.arange(n, dtype=np.int32), np.full(n * 3, n, dtype=np.uint8), superseded)
 
 
+def on_heap(size: int) -> np.ndarray:
+    return np.empty(size, dtype=np.uint8)
+
+
 def lengths(entries: Iterable[Entry[np.ndarray]]) -> list[int]:
     return [len(e.tokens) for e in entries]
 
 
 def test_entries_come_back_in_order(tmp_path):
     assert save(tmp_path, [entry(5), entry(9, superseded=True)]) == 2
-    loaded = list(load(tmp_path))
+    loaded = list(load(tmp_path, on_heap))
     assert lengths(loaded) == [5, 9]
     assert all(np.array_equal(a.state, b.state) for a, b in zip(loaded, [entry(5), entry(9)]))
     assert [e.superseded for e in loaded] == [False, True]
@@ -27,7 +31,7 @@ def test_entries_come_back_in_order(tmp_path):
 
 def test_a_file_without_the_superseded_flag_loads_as_live(tmp_path):
     np.savez(tmp_path / "prefix-0001.npz", tokens=np.arange(4, dtype=np.int32), state=np.zeros(8, np.uint8))
-    assert [(len(e.tokens), e.superseded) for e in load(tmp_path)] == [(4, False)]
+    assert [(len(e.tokens), e.superseded) for e in load(tmp_path, on_heap)] == [(4, False)]
 
 
 def test_each_state_is_read_into_the_memory_the_caller_gives(tmp_path):
@@ -48,21 +52,21 @@ def test_each_state_is_read_into_the_memory_the_caller_gives(tmp_path):
 
 def test_a_state_that_is_not_bytes_is_skipped(tmp_path):
     np.savez(tmp_path / "prefix-0001.npz", tokens=np.arange(4, dtype=np.int32), state=np.zeros(8, np.float32))
-    assert list(load(tmp_path)) == []
+    assert list(load(tmp_path, on_heap)) == []
 
 
 def test_saving_replaces_what_was_there(tmp_path):
     save(tmp_path, [entry(5), entry(9)])
     save(tmp_path, [entry(3)])
-    assert lengths(load(tmp_path)) == [3]
+    assert lengths(load(tmp_path, on_heap)) == [3]
 
 
 def test_half_written_and_unreadable_files_are_skipped(tmp_path):
     save(tmp_path, [entry(4)])
     (tmp_path / "prefix-0002.tmp.npz").write_bytes(b"half")
     (tmp_path / "prefix-0003.npz").write_bytes(b"not an npz")
-    assert lengths(load(tmp_path)) == [4]
-    assert list(load(tmp_path / "missing")) == []
+    assert lengths(load(tmp_path, on_heap)) == [4]
+    assert list(load(tmp_path / "missing", on_heap)) == []
 
 
 def test_the_model_key_follows_the_file(tmp_path):
