@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import free_port, running
+from hammer.processes import free_port, running
 
 DUPLICATES_METRIC = "hammer_duplicate_calls_dropped_total"
 SERVERS = ("hammer", "llama-cpp-python")

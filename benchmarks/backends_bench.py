@@ -30,12 +30,14 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "loadtest"))
 
-from hammer.server.settings import EMBEDDED_NAME
+from scenarios import TOOLS as SCENARIO_TOOLS  # noqa: E402  (loadtest/ is a folder of top-level modules)
 
-from tests.processes import VLLM_CPU_ARGS, running_server, vllm_python
-from tests.server.tools_fixtures import TOOLS
+from hammer.processes import VLLM_CPU_ARGS, running_server, vllm_python  # noqa: E402
+from hammer.server.settings import EMBEDDED_NAME  # noqa: E402
+
+TOOLS = [SCENARIO_TOOLS["get_weather"], SCENARIO_TOOLS["send_email"]]
 
 CITIES = ["Paris", "Tokyo", "Rome", "Lima", "Oslo", "Cairo", "Quito", "Seoul"]
 

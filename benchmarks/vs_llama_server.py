@@ -33,7 +33,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import free_port, running  # noqa: E402
+from hammer.processes import free_port, running  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "hammer"
 LLAMA_SERVER = CACHE / "llama-server" / "llama-server"

@@ -82,10 +82,45 @@ def validation_error(errors: list[dict[str, Any]]) -> InvalidRequest:
     return InvalidRequest(f"Invalid request: {messages}", param=param_path(first.get("loc", ())))
 
 
+_JSON_TYPES = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
+               "bool_type": "a boolean", "dict_type": "an object", "list_type": "an array",
+               "model_type": "an object", "model_attributes_type": "an object", "none_required": "null",
+               "int_from_float": "an integer", "string_unicode": "a string"}
+
+
 def _message(error: dict[str, Any]) -> str:
-    """pydantic's message without its "Value error, " prefix (our validators' own sentences)."""
-    message = str(error.get("msg", ""))
-    return message.removeprefix("Value error, ")
+    """One pydantic error in our own words, from its ``type`` and ``ctx`` (not pydantic's text,
+    which changes between releases); our validators' own sentences without pydantic's prefix.
+
+    >>> _message({"type": "too_long", "ctx": {"field_type": "List", "max_length": 4}, "msg": "..."})
+    'at most 4 items'
+    >>> _message({"type": "less_than_equal", "ctx": {"le": 2.0}, "msg": "..."})
+    'must be at most 2.0'
+    >>> _message({"type": "value_error", "msg": "Value error, metadata has 17 keys; at most 16"})
+    'metadata has 17 keys; at most 16'
+    """
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    if kind in _JSON_TYPES:
+        return f"must be {_JSON_TYPES[kind]}"
+    words = {
+        "missing": lambda: "is required",
+        "extra_forbidden": lambda: "is not a known field",
+        "too_long": lambda: f"at most {ctx['max_length']} items",
+        "too_short": lambda: f"at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}",
+        "string_too_long": lambda: f"at most {ctx['max_length']} characters",
+        "string_too_short": lambda: f"at least {ctx['min_length']} characters",
+        "greater_than": lambda: f"must be greater than {ctx['gt']}",
+        "greater_than_equal": lambda: f"must be at least {ctx['ge']}",
+        "less_than": lambda: f"must be less than {ctx['lt']}",
+        "less_than_equal": lambda: f"must be at most {ctx['le']}",
+        "literal_error": lambda: f"must be one of {ctx['expected']}",
+        "union_tag_invalid": lambda: f"{ctx['discriminator']} must be one of {ctx['expected_tags']}",
+        "union_tag_not_found": lambda: f"{ctx['discriminator']} is required",
+    }.get(kind)
+    try:
+        return words() if words else str(error.get("msg", "")).removeprefix("Value error, ")
+    except KeyError:  # a release that renamed a context key: pydantic's own text rather than none
+        return str(error.get("msg", ""))
 
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_serializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_serializer
 
 
 class _Model(BaseModel):
@@ -43,8 +43,26 @@ def only(*allowed: Any, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def at_most_keys(limit: int, what: str) -> BeforeValidator:
+    """A bound on an object's keys, counted before its items are validated, in our own words.
+
+    >>> from pydantic import TypeAdapter, ValidationError
+    >>> adapter = TypeAdapter(Annotated[dict[str, str], at_most_keys(2, "metadata")])
+    >>> try:
+    ...     adapter.validate_python({"a": "1", "b": "2", "c": "3"})
+    ... except ValidationError as error:
+    ...     print(error.errors()[0]["msg"])
+    Value error, metadata has 3 keys; at most 2
+    """
+    def check(value: Any) -> Any:
+        if isinstance(value, dict) and len(value) > limit:
+            raise ValueError(f"{what} has {len(value)} keys; at most {limit}")
+        return value
+    return BeforeValidator(check)
+
+
 Metadata = Annotated[dict[Annotated[str, StringConstraints(max_length=64)],
-                          Annotated[str, StringConstraints(max_length=512)]], Field(max_length=16)]
+                          Annotated[str, StringConstraints(max_length=512)]], at_most_keys(16, "metadata")]
 ServiceTier = Annotated[Literal["auto", "default", "flex", "scale", "priority"] | None,
                         only(None, "auto", "default", why="this server has one processing tier")]
 
@@ -167,7 +185,8 @@ class ChatCompletionRequest(_Request):
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     # Token id (as a string) → bias added to its logit, -100 (ban) to 100 (force).
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(default=None, max_length=1024)
+    logit_bias: Annotated[dict[str, Annotated[float, Field(ge=-100, le=100)]],
+                          at_most_keys(1024, "logit_bias")] | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     # Legacy function calling: mapped to tools / tool_choice, answered with ``message.function_call``.

@@ -9,8 +9,8 @@ from typing import Iterator
 import pytest
 from hammer.server.settings import EMBEDDED_NAME
 
-# Re-exported: the test modules import the process helpers from here (benchmarks from tests.processes).
-from tests.processes import REPO, VLLM_CPU_ARGS, free_port, running_server, served, vllm_python  # noqa: F401
+# Re-exported: the test modules import the process helpers from here (benchmarks from hammer.processes).
+from hammer.processes import REPO, VLLM_CPU_ARGS, free_port, running_server, served, vllm_python  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -269,7 +269,7 @@ def test_a_model_whose_template_cannot_render_is_served_with_chatml(tmp_path):
 
     import openai
 
-    from tests.processes import served
+    from hammer.processes import served
 
     broken = tmp_path / "broken-template.gguf"
     subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(embedded_model_path()), str(broken),

