@@ -78,25 +78,26 @@ def validation_error(errors: list[dict[str, Any]]) -> InvalidRequest:
     if unknown:  # OpenAI's own wording, for top-level parameters this server does not know
         return InvalidRequest(f"Unrecognized request argument{'s' if len(unknown) > 1 else ''} supplied: "
                               f"{', '.join(map(str, unknown))}", param=unknown[0])
-    messages = "; ".join(f"{param_path(e.get('loc', ())) or 'body'}: {_message(e)}" for e in errors[:5])
+    messages = "; ".join(f"{param_path(e.get('loc', ())) or 'body'}: {in_our_words(e)}" for e in errors[:5])
     return InvalidRequest(f"Invalid request: {messages}", param=param_path(first.get("loc", ())))
 
 
 _JSON_TYPES = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
                "bool_type": "a boolean", "dict_type": "an object", "list_type": "an array",
                "model_type": "an object", "model_attributes_type": "an object", "none_required": "null",
-               "int_from_float": "an integer", "string_unicode": "a string"}
+               "int_from_float": "an integer", "string_unicode": "a string", "int_parsing": "an integer",
+               "float_parsing": "a number", "bool_parsing": "true or false"}
 
 
-def _message(error: dict[str, Any]) -> str:
+def in_our_words(error: dict[str, Any]) -> str:
     """One pydantic error in our own words, from its ``type`` and ``ctx`` (not pydantic's text,
     which changes between releases); our validators' own sentences without pydantic's prefix.
 
-    >>> _message({"type": "too_long", "ctx": {"field_type": "List", "max_length": 4}, "msg": "..."})
+    >>> in_our_words({"type": "too_long", "ctx": {"field_type": "List", "max_length": 4}, "msg": "..."})
     'at most 4 items'
-    >>> _message({"type": "less_than_equal", "ctx": {"le": 2.0}, "msg": "..."})
+    >>> in_our_words({"type": "less_than_equal", "ctx": {"le": 2.0}, "msg": "..."})
     'must be at most 2.0'
-    >>> _message({"type": "value_error", "msg": "Value error, metadata has 17 keys; at most 16"})
+    >>> in_our_words({"type": "value_error", "msg": "Value error, metadata has 17 keys; at most 16"})
     'metadata has 17 keys; at most 16'
     """
     kind, ctx = error.get("type", ""), error.get("ctx") or {}

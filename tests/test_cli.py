@@ -42,6 +42,20 @@ class TestSettingsFlags:
             assert flag in help_text
 
 
+class TestUnknownFlags:
+    """A mistyped flag is named under its command's usage, with the flag it probably meant."""
+
+    @pytest.mark.parametrize(("args", "words"), [
+        (("serve", "--prot", "8000"), "unrecognized arguments: --prot 8000 (did you mean --port?)"),
+        (("serve", "--zzzz"), "unrecognized argument: --zzzz (see: hammer serve --help)"),
+        (("eval", "--base-url", "u", "--output", "o", "--limt", "3"), "(did you mean --limit?)"),
+    ])
+    def test_says_what_was_meant(self, args, words):
+        result = hammer(*args)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"usage: hammer {args[0]} ") and words in result.stderr.splitlines()[-1]
+
+
 class TestSwitches:
     """On/off settings are switch pairs, as in vLLM and llama.cpp, not ``--flag true``."""
 
@@ -74,7 +88,7 @@ class TestSwitches:
 
     def test_a_value_after_a_switch_is_refused(self):
         result = hammer("serve", "--enforce-eager", "true")
-        assert result.returncode == 2 and "unrecognized arguments: true" in result.stderr
+        assert result.returncode == 2 and "unrecognized argument: true" in result.stderr
 
 
 class TestPromptCommand:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hammer.server.errors import in_our_words
 from hammer.server.settings import Settings
 from pydantic import ValidationError
 
@@ -29,5 +30,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        lines = [f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()]
+        lines = [f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {in_our_words(e)}" for e in exc.errors()]
         raise SystemExit("hammer: invalid settings:\n  " + "\n  ".join(lines)) from None
