@@ -146,6 +146,23 @@ class TestTools:
             assert message["content"], "an unusable call is explained, not dropped"
 
     @SETTINGS
+    @given(arguments=st.dictionaries(NAMES, st.text(max_size=20) | st.integers(-10**6, 10**6) | st.booleans(),
+                                     max_size=3))
+    def test_a_valid_call_is_returned_as_written(self, app, arguments):
+        # The test above checks every call it gets back, and may get none: here each call is valid, so
+        # it must come back, with the arguments the model wrote.
+        client, backend = app
+        parameters = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"},
+                                                       "c": {}}}
+        arguments = {k: v for k, v in arguments.items() if k != "a" or isinstance(v, str)}
+        arguments = {k: v for k, v in arguments.items() if k != "b" or type(v) is int}
+        tool = {"type": "function", "function": {"name": "f", "description": "d", "parameters": parameters}}
+        backend.replies = [f'```\n[{{"name": "f", "arguments": {json.dumps(arguments)}}}]\n```']
+        message = assert_openai_answer(post(client, {**VALID, "tools": [tool]}))["choices"][0]["message"]
+        (call,) = message["tool_calls"]
+        assert call["function"]["name"] == "f" and json.loads(call["function"]["arguments"]) == arguments
+
+    @SETTINGS
     @given(n=st.integers(0, 12), depth=st.integers(1, 10))
     def test_tool_count_and_schema_depth_limits(self, app, n, depth):
         nested: dict[str, Any] = {"type": "string"}
