@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from hammer.server.backends import load_backend
 from hammer.server.backends.base import Backend
-from hammer.server.errors import APIError, BackendUnavailable, NotFound, error_body, validation_error
+from hammer.server.errors import (APIError, BackendUnavailable, NotFound, error_body, route_not_found,
+                                  validation_error)
 from hammer.server.metrics import Metrics
 from hammer.server.middleware import AuthAndMetricsMiddleware
 from hammer.server.openapi import errors_documented, openapi_schema, sse_event_schema
@@ -172,12 +173,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        error = validation_error(list(exc.errors()))
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        error = validation_error(list(exc.errors()), request.headers.get("content-type"))
         return JSONResponse(error.body(), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no such route (a route's own 404 is an APIError)
+            paths = [getattr(route, "path", "") for route in request.app.router.routes]
+            error = route_not_found(request.method, request.url.path, paths)
+            return JSONResponse(error.body(), status_code=error.status_code)
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         # exc.headers carries 405's Allow header, which RFC 9110 requires.
         return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers)

@@ -45,6 +45,10 @@ class NotFound(APIError):
     error_type = "invalid_request_error"
 
 
+class RouteNotFound(NotFound):
+    error_type = "not_found_error"
+
+
 class Overloaded(APIError):
     status_code = 429
     error_type = "rate_limit_error"
@@ -65,13 +69,25 @@ def error_body(message: str, error_type: str, param: str | None = None,
     return ErrorResponse(error=ErrorBody(message=message, type=error_type, param=param, code=code)).model_dump()
 
 
-def validation_error(errors: list[dict[str, Any]]) -> InvalidRequest:
+def validation_error(errors: list[dict[str, Any]], content_type: str | None = "application/json") -> InvalidRequest:
     """Pydantic/FastAPI validation errors as one 400 naming the first bad field.
 
     >>> validation_error([{"loc": ("body", "messages", 0, "system", "content", "str"), "msg": "bad"}]).param
     'messages[0].content'
+
+    A body that was not read as JSON (curl's ``-d`` sends a form) says how to send it:
+
+    >>> error = validation_error([{"loc": ("body",), "type": "model_attributes_type"}],
+    ...                          "application/x-www-form-urlencoded")
+    >>> error.code, error.message.split(" (")[0]
+    ('invalid_content_type', "The request body must be JSON sent with 'Content-Type: application/json'")
     """
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if tuple(first.get("loc", ())) == ("body",) and not _is_json(media_type):
+        return InvalidRequest(f"The request body must be JSON sent with 'Content-Type: application/json' (this "
+                              f"request sent {media_type or 'no Content-Type'!r}); with curl: "
+                              f"-H 'Content-Type: application/json'", code="invalid_content_type")
     if first.get("type") == "json_invalid":
         return InvalidRequest(f"The request body is not valid JSON: {first.get('msg')}", code="invalid_json")
     unknown = [param_path(e["loc"]) for e in errors if e.get("type") == "extra_forbidden" and len(e["loc"]) == 2]
@@ -80,6 +96,25 @@ def validation_error(errors: list[dict[str, Any]]) -> InvalidRequest:
                               f"{', '.join(map(str, unknown))}", param=unknown[0])
     messages = "; ".join(f"{param_path(e.get('loc', ())) or 'body'}: {in_our_words(e)}" for e in errors[:5])
     return InvalidRequest(f"Invalid request: {messages}", param=param_path(first.get("loc", ())))
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def route_not_found(method: str, path: str, routes: Sequence[str]) -> RouteNotFound:
+    """A 404 for an unknown route that names the route probably meant: an SDK's ``base_url`` without
+    ``/v1`` sends ``/chat/completions``.
+
+    >>> route_not_found("POST", "/chat/completions", ["/v1/chat/completions", "/health"]).message
+    "No route POST /chat/completions; did you mean /v1/chat/completions? (an OpenAI client's base_url ends in /v1)"
+    >>> route_not_found("GET", "/v2/models", ["/v1/models"]).message
+    'No route GET /v2/models.'
+    """
+    if not path.startswith("/v1/") and f"/v1{path}" in routes:
+        return RouteNotFound(f"No route {method} {path}; did you mean /v1{path}? (an OpenAI client's base_url "
+                             "ends in /v1)", code="unknown_route")
+    return RouteNotFound(f"No route {method} {path}.", code="unknown_route")
 
 
 _JSON_TYPES = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",

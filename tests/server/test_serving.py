@@ -201,6 +201,24 @@ class TestErrors:
             assert client.get("/v2/nothing").json()["error"]["type"] == "not_found_error"
             assert client.get("/v1/chat/completions").status_code == 405
 
+    def test_a_route_without_v1_names_the_route_meant(self):
+        # An SDK whose base_url lacks /v1 posts to /chat/completions.
+        client, _ = make_client(["ok"])
+        with client:
+            response = client.post("/chat/completions", json={})
+        assert response.status_code == 404
+        assert "did you mean /v1/chat/completions?" in response.json()["error"]["message"]
+
+    def test_a_body_sent_as_a_form_says_to_send_json(self):
+        # curl -d without -H 'Content-Type: application/json' sends a form.
+        client, _ = make_client(["ok"])
+        with client:
+            response = client.post("/v1/chat/completions", content=b'{"model": "fake"}',
+                                   headers={"content-type": "application/x-www-form-urlencoded"})
+        error = response.json()["error"]
+        assert response.status_code == 400 and error["code"] == "invalid_content_type"
+        assert "-H 'Content-Type: application/json'" in error["message"]
+
 
 class TestAdmission:
     def test_full_queue_answers_429_with_retry_after(self):
