@@ -10,6 +10,7 @@ starts is; a failure in the app's startup (the model load) is caught from the li
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import logging
 import os
@@ -58,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(guarded, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout)
     logging.getLogger("uvicorn.error").addFilter(_drop_startup_failed)  # we say why instead
+    logging.getLogger("uvicorn.error").addFilter(_forced_quit_in_one_line)
     server = uvicorn.Server(config)
     try:
         server.run()
@@ -166,6 +168,18 @@ def _describe(error: BaseException) -> str:
 
 def _drop_startup_failed(record: logging.LogRecord) -> bool:
     return record.getMessage() != "Application startup failed. Exiting."
+
+
+def _forced_quit_in_one_line(record: logging.LogRecord) -> bool:
+    """A second Ctrl-C cancels what still runs: uvicorn logs each cancelled request with its traceback,
+    and Starlette reports the cancelled shutdown as a failure with another. Say what happened instead."""
+    if record.levelno < logging.ERROR:
+        return True
+    if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+        record.msg, record.args, record.exc_info = "forced to quit: a request still running was cancelled", (), None
+    elif "CancelledError" in record.getMessage():
+        record.msg, record.args = "forced to quit: the server's shutdown was cancelled", ()
+    return True
 
 
 class _StartupGuard:

@@ -60,3 +60,22 @@ class TestGracefulShutdown:
         response = answer_across_sigterm("--shutdown-timeout", "2", *LONG_ARRAYS, body=LONG, after_s=1.0)  # generating
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "server_shutting_down"
+
+
+class TestForcedQuit:
+    def test_a_second_ctrl_c_says_so_in_one_line_each(self, tmp_path):
+        log = tmp_path / "server.log"
+        story = {"model": "smollm2-135m-instruct", "messages": user("Write a very long story about a dragon."),
+                 "max_tokens": 2000, "stream": True}
+        with served(log_path=log) as (proc, url), \
+                httpx.stream("POST", f"{url}/v1/chat/completions", json=story, timeout=60) as stream:
+            lines = stream.iter_lines()
+            for _ in range(6):  # generating
+                next(lines)
+            proc.send_signal(signal.SIGINT)  # graceful: waits for the stream
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)  # forced
+            proc.wait(timeout=30)
+        text = log.read_text()
+        assert "Traceback" not in text and "CancelledError" not in text, text[-2000:]
+        assert "forced to quit: a request still running was cancelled" in text
