@@ -37,9 +37,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = backend or load_backend(settings)
         info = await engine.start()
-        cache_stats = getattr(engine, "prefix_cache_stats", None)  # backends with a prefix cache of their own
-        if cache_stats is not None:
-            app.state.metrics.track_prefix_cache(cache_stats)
+        app.state.metrics.track_prefix_cache(engine.prefix_cache_stats)  # None where the backend keeps none
         app.state.service = ChatService(engine, info, settings, app.state.metrics)
         log.info("serving %s with the %s backend", info.name, settings.backend)
         async with _metrics_listener(settings, app.state.metrics), _exit_when_dead(app, engine):

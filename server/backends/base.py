@@ -105,6 +105,20 @@ class ModelInfo:
     sampling: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CacheStats:
+    """What a backend's own prompt-prefix cache did (``Backend.prefix_cache_stats``): /metrics shows it."""
+
+    hits: int
+    misses: int
+    #: Prompt tokens not evaluated because a cached prefix was restored instead.
+    reused_tokens: int
+    #: Tokens the entries hold in all (the budget's measure).
+    cached_tokens: int
+    entries: int
+    evictions: int
+
+
 class Backend(abc.ABC):
     """An inference engine: loads a model, renders chat templates, generates text.
 
@@ -135,6 +149,10 @@ class Backend(abc.ABC):
 
     def chat_template_source(self) -> str | None:
         """The model's chat template (Jinja source), or None for the built-in ChatML."""
+        return None
+
+    def prefix_cache_stats(self) -> CacheStats | None:
+        """What the backend's own prompt-prefix cache did, if it keeps one (None: none, or not loaded)."""
         return None
 
     def check(self, request: GenerationRequest) -> None:  # noqa: B027 - optional hook

@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 import llama_cpp
 from hammer.server.backends.base import (
     Backend,
+    CacheStats,
     Chunk,
     ConstraintRejected,
     EngineUnavailable,
@@ -25,7 +26,6 @@ from hammer.server.backends.base import (
 )
 from hammer.server.backends.llamacpp_engine import BatchEngine, Emit, EngineConfig, GenerationStopped, Job
 from hammer.server.backends.llamacpp_sampler import SequenceSampler
-from hammer.server.backends.prefix_cache import CacheStats
 from hammer.server.backends.prefix_store import model_key
 from hammer.server.backends.special_text import fragments
 from hammer.server.chat_template import render_chat_template, template_or_chatml

@@ -29,9 +29,9 @@ from typing import Callable
 import llama_cpp
 import numpy as np
 from hammer.server.backends import prefix_store
-from hammer.server.backends.base import Chunk, SamplingParams, TokenLogprob
+from hammer.server.backends.base import CacheStats, Chunk, SamplingParams, TokenLogprob
 from hammer.server.backends.llamacpp_sampler import SequenceSampler, Vocab
-from hammer.server.backends.prefix_cache import CacheStats, Match, PrefixCache
+from hammer.server.backends.prefix_cache import Match, PrefixCache
 from hammer.server.backends.stops import StopMatcher
 
 #: A sequence's saved KV state (llama.cpp's serialization, bytes).

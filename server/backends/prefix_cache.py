@@ -12,20 +12,9 @@ from dataclasses import dataclass
 from typing import Generic, Sequence, TypeVar
 
 import numpy as np
+from hammer.server.backends.base import CacheStats
 
 State = TypeVar("State")
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    hits: int
-    misses: int
-    #: Prompt tokens not evaluated because a cached prefix was restored instead.
-    reused_tokens: int
-    #: Tokens the entries hold in all (the budget's measure).
-    cached_tokens: int
-    entries: int
-    evictions: int
 
 
 @dataclass(frozen=True)
