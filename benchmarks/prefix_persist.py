@@ -27,8 +27,8 @@ async def first_token_s(threads: int, cache_dir: Path | None, question: str) -> 
     """(seconds to start, seconds to a 1-token answer, seconds to shut down) of a fresh backend."""
     from hammer.server.backends.base import GenerationRequest, SamplingParams
     from hammer.server.backends.llamacpp import LlamaCppBackend
+    from hammer.server.convert import convert
     from hammer.server.protocol import ChatCompletionRequest
-    from hammer.server.serving import convert
     from hammer.server.settings import Settings
 
     settings = Settings(n_threads=threads, parallel=1, cache_dir=cache_dir)

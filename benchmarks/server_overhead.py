@@ -3,7 +3,7 @@
     python benchmarks/server_overhead.py            # 30 pairs, 32 new tokens, temperature 0
     python benchmarks/server_overhead.py -n 100 --max-tokens 8
 
-The prompt and the GBNF grammar come from the server's own code (``serving.convert`` and
+The prompt and the GBNF grammar come from the server's own code (``convert.convert`` and
 ``constraint_grammar``), so both paths decode exactly the same tokens; the benchmark checks
 that the token counts agree. Requests alternate (direct, server, direct, ...) so load from
 other processes hits both alike; overhead is reported as the median of the paired
@@ -48,8 +48,8 @@ def main() -> int:
     import httpx
     import llama_cpp
     from hammer.server.backends.llamacpp import constraint_grammar
+    from hammer.server.convert import convert
     from hammer.server.protocol import ChatCompletionRequest
-    from hammer.server.serving import convert
     from hammer.server.settings import EMBEDDED_NAME, Settings, embedded_model_path
 
     settings = Settings(n_threads=args.threads)

@@ -5,7 +5,7 @@
     python benchmarks/vs_llama_server.py --build              # build llama-server first (~15 min, 2 cores)
 
 Both servers get the same Hammer prompts and the same GBNF grammars, made by the server's own code
-(``serving.convert``, ``constraint_grammar``): ``hammer serve`` through /v1/chat/completions with
+(``convert.convert``, ``constraint_grammar``): ``hammer serve`` through /v1/chat/completions with
 tools, ``llama-server`` through /completion with ``"grammar"``. Requests alternate between two tool
 sets (a new question each time); throughput is requests/s over the whole run, latency p50/p90 per
 request. Both run with --parallel/-np slots of ``--n-ctx`` cells each (llama-server's ``-c`` is the
@@ -131,8 +131,8 @@ def llama_send(url: str, render: Callable[..., tuple[str, str]]) -> Callable[...
 def renderer() -> Callable[..., tuple[str, str]]:
     """The prompt and grammar ``hammer serve`` makes for a request, for llama-server."""
     from hammer.server.backends.llamacpp import constraint_grammar
+    from hammer.server.convert import convert
     from hammer.server.protocol import ChatCompletionRequest
-    from hammer.server.serving import convert
     from hammer.server.settings import Settings
 
     settings = Settings()

@@ -17,6 +17,7 @@ import functools
 import importlib
 import importlib.metadata
 import sys
+import threading
 import types
 from typing import Any, Iterator, Mapping
 
@@ -63,9 +64,19 @@ def _set_modules(modules: Mapping[str, Any]) -> None:
             sys.modules[name] = module
 
 
-@functools.cache
+# The first import swaps sys.modules entries: two scoring threads (--workers) doing it at once would
+# restore each other's entries mid-import and load the real model registry (tree_sitter, ...).
+_IMPORT_LOCK = threading.Lock()
+
+
 def _bfcl() -> tuple[types.ModuleType, Any]:
     """The checker module and BFCL's ``Language.PYTHON``; ``ImportError`` says what to install."""
+    with _IMPORT_LOCK:
+        return _import_checker()
+
+
+@functools.cache
+def _import_checker() -> tuple[types.ModuleType, Any]:
     try:
         version = importlib.metadata.version("bfcl-eval")
     except importlib.metadata.PackageNotFoundError:

@@ -4,7 +4,8 @@ Pure functions over plain message dicts (``{"role", "content", "tool_calls"?, "t
 Hammer models answer ``[]`` once the tool results hold what the user asked for; they are not
 trained to write the final answer, so the server asks the model again without the tool format
 (the Hammer authors' own client does the same). Small models also repeat a call they already
-got a result for; the loop guard drops such calls so the loop ends.
+got a result for; the loop guard drops such calls so the loop ends, under every ``tool_choice``
+(under ``required`` the serving layer then offers the tools not called yet: ``answered_tools``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,23 @@ def answered_calls(messages: Sequence[Mapping[str, Any]]) -> frozenset[str]:
     >>> sorted(answered_calls(turn)) == [call_key("f", {"x": 1})]
     True
     """
+    return frozenset(call_key(c["function"]["name"], _arguments(c)) for c in _answered(messages))
+
+
+def answered_tools(messages: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """Names of the tools with an answered call since the last user message.
+
+    >>> sorted(answered_tools([{"role": "user", "content": "q"},
+    ...     {"role": "assistant", "tool_calls": [_call("c1", "f", "{}"), _call("c2", "g", "{}")]},
+    ...     {"role": "tool", "tool_call_id": "c2", "content": "r"}]))
+    ['g']
+    """
+    return frozenset(c["function"]["name"] for c in _answered(messages))
+
+
+def _answered(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     turn = current_turn(messages)
-    answered: set[str] = set()
+    answered = []
     for i, message in enumerate(turn):
         calls = message.get("tool_calls") or []
         if message["role"] != "assistant" or not calls:
@@ -61,8 +77,8 @@ def answered_calls(messages: Sequence[Mapping[str, Any]]) -> frozenset[str]:
         ids = {m.get("tool_call_id") for m in results}
         for position, call in enumerate(calls):
             if call.get("id") in ids or (not ids & {c.get("id") for c in calls} and position < len(results)):
-                answered.add(call_key(call["function"]["name"], _arguments(call)))
-    return frozenset(answered)
+                answered.append(call)
+    return answered
 
 
 def _following_tools(messages: Sequence[Mapping[str, Any]], start: int) -> list[Mapping[str, Any]]:

@@ -16,8 +16,10 @@ from hammer.server.backends.base import Backend
 from hammer.server.errors import (APIError, BackendUnavailable, NotFound, error_body, route_not_found,
                                   validation_error)
 from hammer.server.metrics import Metrics
+from hammer.server.messages.errors import AnthropicErrorShape
+from hammer.server.messages.routes import add_messages_routes
 from hammer.server.middleware import AuthAndMetricsMiddleware
-from hammer.server.openapi import errors_documented, openapi_schema, sse_event_schema
+from hammer.server.openapi import chat_sse_schema, errors_documented, openapi_schema
 from hammer.server.protocol import ChatCompletionRequest, ChatCompletionResponse, ModelCard, ModelList
 from hammer.server.responses.routes import add_responses_routes
 from hammer.server.serving import ChatService
@@ -55,6 +57,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.add_middleware(AuthAndMetricsMiddleware, api_keys=settings.api_keys(), metrics=app.state.metrics,
                        public_paths=frozenset(public), max_body_bytes=settings.max_body_bytes,
                        routes=app.router.routes)
+    app.add_middleware(AnthropicErrorShape)  # errors of /v1/messages* as Anthropic's; outermost: the 401s too
 
     @app.get("/health", responses=errors_documented(503))
     async def health(request: Request) -> dict[str, str]:
@@ -71,18 +74,19 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
 
     @app.get("/v1/models", response_model=ModelList, responses=errors_documented(401))
     async def models(request: Request) -> ModelList:
-        return ModelList(data=[ModelCard(id=request.app.state.service.info.name)])
+        # The base model and each LoRA adapter served on it (--lora), the default first.
+        return ModelList(data=[ModelCard(id=i) for i in request.app.state.service.info.model_ids()])
 
     @app.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=errors_documented(401, 404))
     async def model(model_id: str, request: Request) -> ModelCard:
-        name = request.app.state.service.info.name
-        if model_id != name:
-            raise NotFound(f"The model {model_id!r} does not exist; this server serves {name!r}.",
+        ids = request.app.state.service.info.model_ids()
+        if model_id not in ids:
+            raise NotFound(f"The model {model_id!r} does not exist; this server serves {', '.join(map(repr, ids))}.",
                            param="model", code="model_not_found")
-        return ModelCard(id=name)
+        return ModelCard(id=model_id)
 
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse,
-              responses={200: {"content": {"text/event-stream": {"schema": sse_event_schema()}},
+              responses={200: {"content": {"text/event-stream": {"schema": chat_sse_schema()}},
                                "description": "A chat completion, or with `stream: true` its chunks as SSE"},
                          **errors_documented(400, 401, 404, 429, 503, 504)})
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
@@ -96,6 +100,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         return await _until_disconnected(request, service.complete(prepared))
 
     add_responses_routes(app, settings, _until_disconnected)  # POST/GET/DELETE /v1/responses
+    add_messages_routes(app, _until_disconnected)  # POST /v1/messages, /v1/messages/count_tokens
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
 

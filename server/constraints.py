@@ -7,8 +7,8 @@ each backend turns it into its own constrained-decoding mechanism.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
-import functools
 import json
 import re
 from dataclasses import dataclass
@@ -16,8 +16,10 @@ from typing import Any, Mapping, Sequence
 
 import jsonschema
 from hammer.server.errors import InvalidRequest
-from hammer.server.grammar import SchemaLimits, SchemaRejected, prepare_resolved, resolve_refs
+from hammer.server.grammar import SchemaLimits, SchemaRejected, checked_resolved, resolve_refs
+from hammer.server.grammar.memo import SchemaMemo
 from hammer.server.grammar.shape import check_shape
+from hammer.server.grammar.validate import safe_validator
 from hammer.server.protocol import FunctionDefinition, NamedToolChoice, Tool, ToolChoice
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -31,7 +33,7 @@ class ToolMode(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class PreparedTool:
+class ToolSchemas:
     """One tool's parameters in the forms the request needs them."""
 
     #: ``$ref``s inlined: what the model reads in its prompt (one self-contained schema).
@@ -48,7 +50,7 @@ class ToolPlan:
     functions: tuple[FunctionDefinition, ...]
     forced_name: str | None = None
     parallel: bool = True
-    prepared: tuple[PreparedTool, ...] = ()
+    schemas: tuple[ToolSchemas, ...] = ()
 
     @property
     def by_name(self) -> dict[str, FunctionDefinition]:
@@ -57,7 +59,7 @@ class ToolPlan:
     def prompt_functions(self) -> list[dict[str, Any]]:
         """The functions as the prompt shows them, with their references resolved."""
         return [{**f.model_dump(exclude_none=True), "parameters": p.resolved}
-                for f, p in zip(self.functions, self.prepared)]
+                for f, p in zip(self.functions, self.schemas)]
 
 
 def plan_tools(tools: Sequence[Tool] | None, tool_choice: ToolChoice | None, parallel: bool,
@@ -73,9 +75,9 @@ def plan_tools(tools: Sequence[Tool] | None, tool_choice: ToolChoice | None, par
                              param="tools")
     functions = tuple(t.function for t in tools)
     seen: set[str] = set()
-    prepared = []
+    schemas = []
     for i, function in enumerate(functions):
-        prepared.append(_check_function(function, f"tools[{i}].function", limits))
+        schemas.append(_check_function(function, f"tools[{i}].function", limits))
         if function.name in seen:
             raise InvalidRequest(f"Duplicate tool name {function.name!r}.", param=f"tools[{i}].function.name")
         seen.add(function.name)
@@ -85,11 +87,11 @@ def plan_tools(tools: Sequence[Tool] | None, tool_choice: ToolChoice | None, par
             raise InvalidRequest(
                 f"tool_choice names function {name!r}, which is not among the declared tools "
                 f"({', '.join(sorted(seen))}).", param="tool_choice")
-        return ToolPlan(ToolMode.NAMED, functions, forced_name=name, parallel=parallel, prepared=tuple(prepared))
-    return ToolPlan(ToolMode(tool_choice or "auto"), functions, parallel=parallel, prepared=tuple(prepared))
+        return ToolPlan(ToolMode.NAMED, functions, forced_name=name, parallel=parallel, schemas=tuple(schemas))
+    return ToolPlan(ToolMode(tool_choice or "auto"), functions, parallel=parallel, schemas=tuple(schemas))
 
 
-def _check_function(function: FunctionDefinition, param: str, limits: SchemaLimits) -> PreparedTool:
+def _check_function(function: FunctionDefinition, param: str, limits: SchemaLimits) -> ToolSchemas:
     if not TOOL_NAME.match(function.name):
         raise InvalidRequest(
             f"Invalid tool name {function.name!r}: use 1-64 characters from a-z, A-Z, 0-9, '_', '-', '.'.",
@@ -97,7 +99,7 @@ def _check_function(function: FunctionDefinition, param: str, limits: SchemaLimi
     schema = function.parameters
     try:
         # Depth, size and references first: the metaschema check below recurses.
-        tool = prepared_schema(schema, limits)
+        tool = tool_schemas(schema, limits)
     except SchemaRejected as exc:
         raise InvalidRequest(f"Tool {function.name!r}: {_where(exc)}{exc.message}", param=f"{param}.parameters",
                              code="unsupported_schema") from None
@@ -112,28 +114,22 @@ def _where(exc: SchemaRejected) -> str:
     return f"at {pointer}: " if pointer else ""
 
 
-# Schemas up to this size are memoized (at most 1024 of them, so at most 64 MiB).
+# Schemas up to this size are memoized. (issue 22) The memo is bounded by its entries' measured size
+# and keeps no rejected schema (hammer.server.grammar.memo).
 _MEMO_MAX_CHARS = 64 * 1024
+_MEMO: SchemaMemo[ToolSchemas] = SchemaMemo(max_bytes=64 * 1024 * 1024)
 
 
-@functools.lru_cache(maxsize=1024)
-def _memoized_prepare(schema_json: str, limits: SchemaLimits) -> PreparedTool | SchemaRejected:
-    return _prepare(schema_json, limits)
-
-
-def _prepare(schema_json: str, limits: SchemaLimits) -> PreparedTool | SchemaRejected:
-    try:
-        resolved = resolve_refs(json.loads(schema_json), limits)
-        decoding = prepare_resolved(resolved, limits)
-    except SchemaRejected as exc:
-        return exc
+def _checked(schema_json: str, limits: SchemaLimits) -> ToolSchemas:
+    resolved = resolve_refs(json.loads(schema_json), limits)
+    decoding = checked_resolved(resolved, limits)
     problem = _check_schema(schema_json)
     if problem is not None:
-        return SchemaRejected(f"invalid JSON Schema: {problem}", "")
-    return PreparedTool(resolved=resolved, decoding=decoding)
+        raise SchemaRejected(f"invalid JSON Schema: {problem}", "")
+    return ToolSchemas(resolved=resolved, decoding=decoding)
 
 
-def prepared_schema(schema: Mapping[str, Any], limits: SchemaLimits) -> PreparedTool:
+def tool_schemas(schema: Mapping[str, Any], limits: SchemaLimits) -> ToolSchemas:
     """A client schema checked, resolved and bounded; raises ``SchemaRejected``.
 
     Its shape (depth, size, text) is checked iteratively first: everything after it recurses.
@@ -143,10 +139,9 @@ def prepared_schema(schema: Mapping[str, Any], limits: SchemaLimits) -> Prepared
     check_shape(schema, limits)
     # Key order kept: the prompt shows the schema as sent, and arguments are generated in that order.
     schema_json = json.dumps(schema)
-    result = (_prepare if len(schema_json) > _MEMO_MAX_CHARS else _memoized_prepare)(schema_json, limits)
-    if isinstance(result, SchemaRejected):
-        raise result
-    return result
+    if len(schema_json) > _MEMO_MAX_CHARS:
+        return _checked(schema_json, limits)
+    return _MEMO.get((schema_json, limits), lambda: _checked(schema_json, limits))
 
 
 def _check_schema(schema_json: str) -> str | None:
@@ -160,7 +155,7 @@ def _check_schema(schema_json: str) -> str | None:
 def calls_schema(plan: ToolPlan, max_calls: int, max_string_length: int) -> dict[str, Any]:
     """JSON Schema of the Hammer list of calls the plan allows.
 
-    Each tool's arguments use its prepared schema: references resolved against that tool's own
+    Each tool's arguments use its checked schema: references resolved against that tool's own
     root (nested under ``items`` they would point elsewhere), bounds capped.
 
     >>> from hammer.server.protocol import FunctionDefinition as F
@@ -179,15 +174,37 @@ def calls_schema(plan: ToolPlan, max_calls: int, max_string_length: int) -> dict
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
-        for f, p in zip(plan.functions, plan.prepared)
+        for f, p in zip(plan.functions, plan.schemas)
         if plan.mode != ToolMode.NAMED or f.name == plan.forced_name
     ]
     return {
         "type": "array",
         "items": calls[0] if len(calls) == 1 else {"anyOf": calls},
         "minItems": 0 if plan.mode == ToolMode.AUTO else 1,
-        "maxItems": max_calls if plan.parallel else 1,
+        # A named choice asks for that call, once (as OpenAI): clients such as instructor's
+        # create_iterable read exactly one call's arguments.
+        "maxItems": max_calls if plan.parallel and plan.mode != ToolMode.NAMED else 1,
     }
+
+
+def remaining_plan(plan: ToolPlan, called: frozenset[str]) -> ToolPlan | None:
+    """The plan offered once the model only repeated answered calls: the tools it has not called,
+    still at least one call; ``None`` when nothing is left (a named choice offers its one tool only).
+
+    >>> from hammer.server.protocol import FunctionDefinition as F
+    >>> tools = [Tool(type="function", function=F(name=n)) for n in ("get_weather", "final_result")]
+    >>> plan = plan_tools(tools, "required", True, 8, SchemaLimits())
+    >>> [f.name for f in remaining_plan(plan, frozenset({"get_weather"})).functions]
+    ['final_result']
+    >>> remaining_plan(plan, frozenset({"get_weather", "final_result"})) is None
+    True
+    """
+    if plan.mode != ToolMode.REQUIRED:
+        return None
+    kept = [(f, p) for f, p in zip(plan.functions, plan.schemas) if f.name not in called]
+    if not kept:
+        return None
+    return dataclasses.replace(plan, functions=tuple(f for f, _ in kept), schemas=tuple(p for _, p in kept))
 
 
 def decoding_schema(schema: Mapping[str, Any], max_string_length: int) -> dict[str, Any]:
@@ -229,7 +246,7 @@ def response_format_schema(kind: str, schema: Mapping[str, Any] | None,
         return {"type": "object"}
     if kind == "json_schema":
         try:
-            return prepared_schema(dict(schema or {}), limits).decoding
+            return tool_schemas(dict(schema or {}), limits).decoding
         except SchemaRejected as exc:
             raise InvalidRequest(f"response_format: {_where(exc)}{exc.message}",
                                  param="response_format.json_schema.schema", code="unsupported_schema") from None
@@ -238,7 +255,7 @@ def response_format_schema(kind: str, schema: Mapping[str, Any] | None,
 
 def argument_errors(function: FunctionDefinition, arguments: Mapping[str, Any]) -> str | None:
     """Why ``arguments`` violate the tool's schema, or ``None`` when they validate."""
-    validator = jsonschema.Draft202012Validator(function.parameters)
+    validator = safe_validator(function.parameters)  # (issue 22) patterns never on Python's backtracking re
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(arguments)))
     if error is None:
         return None

@@ -6,6 +6,7 @@ response stream, which hides a client's disconnect from streaming responses.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -16,6 +17,7 @@ from typing import Any, Awaitable, Callable, MutableMapping, Sequence
 
 from hammer.server.errors import APIError, AuthenticationFailed, InvalidRequest
 from hammer.server.metrics import Metrics
+from hammer.server.request_context import API_KEY_ID
 from starlette.routing import BaseRoute, Match
 
 log = logging.getLogger("hammer.access")
@@ -39,6 +41,7 @@ class AuthAndMetricsMiddleware:
         self.app = app
         self.routes = routes  # the app's routes, to label requests refused before routing
         self.keys = [k.encode() for k in api_keys]
+        self.key_ids = [api_key_id(k) for k in self.keys]
         self.metrics = metrics
         self.public_paths = public_paths
         self.max_body_bytes = max_body_bytes
@@ -51,7 +54,9 @@ class AuthAndMetricsMiddleware:
         headers = dict(scope.get("headers") or [])
         supplied_id = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = supplied_id if _CLIENT_REQUEST_ID.match(supplied_id) else f"req_{uuid.uuid4().hex[:24]}"
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["api_key_id"] = None
         status = 500
         response_started = False
 
@@ -67,7 +72,11 @@ class AuthAndMetricsMiddleware:
             if error is not None:
                 await _send_error(send_and_record, error)
             else:
-                await self.app(scope, self._limited(receive), send_and_record)
+                identity = API_KEY_ID.set(state["api_key_id"])  # the same id, for code below the HTTP layer
+                try:
+                    await self.app(scope, self._limited(receive), send_and_record)
+                finally:
+                    API_KEY_ID.reset(identity)
         except BodyTooLarge:
             if not response_started:
                 await _send_error(send_and_record, self._too_large())
@@ -88,9 +97,13 @@ class AuthAndMetricsMiddleware:
                     "unmatched")
 
     def _admission_error(self, scope: Scope, headers: dict[bytes, bytes]) -> APIError | None:
-        if self.keys and scope["path"] not in self.public_paths and not self._authorized(headers):
-            return AuthenticationFailed("Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
-                                        code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        if self.keys and scope["path"] not in self.public_paths:
+            key_id = self._authenticate(scope.get("headers") or [])
+            if key_id is None:
+                return AuthenticationFailed(
+                    "Incorrect API key provided. Send one key, as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.",
+                    code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+            scope["state"]["api_key_id"] = key_id
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.max_body_bytes:
             return self._too_large()
@@ -113,11 +126,47 @@ class AuthAndMetricsMiddleware:
 
         return receive_limited
 
-    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
-        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-        supplied = token.strip() if scheme.lower() == b"bearer" else b""
+    def _authenticate(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+        """The id of the key this request authenticated with, or None."""
+        supplied = supplied_credential(headers)
+        if supplied is None:
+            return None
         # Compare against every key so the time taken does not reveal which one nearly matched.
-        return any([hmac.compare_digest(supplied, key) for key in self.keys])
+        matches = [hmac.compare_digest(supplied, key) for key in self.keys]
+        return next((key_id for key_id, match in zip(self.key_ids, matches) if match), None)
+
+
+def api_key_id(key: bytes) -> str:
+    """What names a key once it authenticated (the Responses store's namespace): a hash, so no state holds keys."""
+    return hashlib.sha256(key).hexdigest()
+
+
+def supplied_credential(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+    """The one credential a request carries, or None when it carries none, or several that disagree.
+
+    Every header is read, not a dict of them: a dict keeps one of several same-named headers, and
+    which one differs between readers (a proxy, this middleware, a route), so several are refused.
+
+    >>> supplied_credential([(b"authorization", b"Bearer k1")]), supplied_credential([(b"x-api-key", b"k1")])
+    (b'k1', b'k1')
+    >>> supplied_credential([(b"authorization", b"Bearer k1"), (b"x-api-key", b"k1")])
+    b'k1'
+    >>> [supplied_credential(h) for h in ([(b"authorization", b"Bearer k1"), (b"authorization", b"Bearer k2")],
+    ...     [(b"x-api-key", b"k1"), (b"x-api-key", b"k1")], [(b"authorization", b"Bearer k1"), (b"x-api-key", b"k2")],
+    ...     [(b"authorization", b"Basic k1")], [])]
+    [None, None, None, None, None]
+    """
+    authorization = [v for k, v in headers if k.lower() == b"authorization"]
+    api_key = [v for k, v in headers if k.lower() == b"x-api-key"]
+    if len(authorization) > 1 or len(api_key) > 1:
+        return None
+    supplied = {v.strip() for v in api_key}
+    if authorization:
+        scheme, _, token = authorization[0].partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None
+        supplied.add(token.strip())
+    return supplied.pop() if len(supplied) == 1 else None
 
 
 async def _send_error(send: Send, error: APIError) -> None:

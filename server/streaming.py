@@ -8,6 +8,7 @@ import logging
 from typing import Any, AsyncIterator
 
 from hammer.server.admission import Ticket
+from hammer.server.constraints import ToolMode
 from hammer.server.errors import APIError, BackendUnavailable, error_body
 from hammer.server.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, ToolCallDelta, Usage
 from hammer.server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Prepared, choice_logprobs
@@ -46,7 +47,10 @@ async def stream_chunks(service: ChatService, prepared: Prepared, ticket: Ticket
     ``id``, ``type`` and ``name``, then its ``arguments``; a truncated or invalid call is never sent.
     """
     out = ChunkWriter(prepared)
-    yield out.chunk(Delta(role="assistant", content=""))
+    # OpenAI's first delta: content "" before text, content absent before tool calls (the
+    # non-streamed message has null there, and SDKs accumulate what the deltas say). With tools
+    # the first output is not known yet: the role alone, and text, if it comes, sets content.
+    yield out.chunk(Delta(role="assistant", content="" if prepared.plan.mode == ToolMode.NONE else None))
     try:
         async for event in service.events(prepared, ticket):
             if isinstance(event, ContentEvent):

@@ -57,3 +57,31 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory, hf_model_dir: Path) ->
 def server(request: pytest.FixtureRequest) -> str:
     """Base URL of the real server, once per backend: the same tests run against each."""
     return request.getfixturevalue(f"{request.param}_server")
+
+
+# -- LoRA adapters (issue 26: tests/server/backends/test_lora.py, tests/training/test_gguf_lora.py) --
+@pytest.fixture(scope="session")
+def peft_adapters(tmp_path_factory: pytest.TempPathFactory, hf_model_dir: Path) -> dict[str, Path]:
+    """Small PEFT LoRA adapters on the embedded model as `hammer train` leaves them (adapter files and the
+    base record), with A and B random rather than trained (B is zero at PEFT's init: a no-op). ``a`` and
+    ``b`` adapt every linear layer; ``qk`` only the query and key projections, whose rows the GGUF
+    converters permute."""
+    import torch
+    from hammer.training.export import write_base_record
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("peft-adapters")
+    made = {}
+    for seed, (name, targets) in enumerate({"a": "all-linear", "b": "all-linear", "qk": ["q_proj", "k_proj"]}.items()):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(hf_model_dir, dtype=torch.float32)
+        peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets, init_lora_weights=False))
+        with torch.no_grad():  # small enough that the model still answers sensibly, large enough to change it
+            for parameter_name, parameter in peft.named_parameters():
+                if "lora_B" in parameter_name:
+                    parameter.mul_(0.3)
+        made[name] = root / name
+        peft.save_pretrained(made[name])
+        write_base_record(made[name], "embedded")
+    return made

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import tomllib
+from hammer.server.settings import DEFAULT_ADAPTER_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,10 @@ def test_the_wheel_installs_only_hammer(tmp_path):
         shutil.copy(ROOT / name, source / name)
     for folder in _pyproject()["tool"]["setuptools"]["package-dir"].values():
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # The embedded model's default adapter, where the repository keeps it (a placeholder: any bytes do).
+    adapter = source / "hammer" / "models" / DEFAULT_ADAPTER_FILE
+    adapter.parent.mkdir(exist_ok=True)
+    adapter.write_bytes(b"GGUF placeholder")
     # Build isolation: pip installs the setuptools pyproject.toml asks for (>=77, for the SPDX
     # `license`) into a build environment of its own, whatever the one running the tests has.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
@@ -49,3 +54,4 @@ def test_the_wheel_installs_only_hammer(tmp_path):
     for module in ("hammer/server/serving.py", "hammer/server/backends/llamacpp.py", "hammer/training/train.py",
                    "hammer/evaluation/pipeline.py", "hammer/prompt_format.py", "hammer/cli.py"):
         assert module in names
+    assert f"hammer/models/{DEFAULT_ADAPTER_FILE}" in names  # package data: `hammer serve` applies it by default

@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hammer.training.bfcl_source import bfcl_examples, parse_source
+from hammer.training.heldout import TEST_CATEGORIES, drop_test_overlap, load_test_set
 from hammer.training.irrelevance import add_irrelevance
 from hammer.training.masking import mask_functions
 from hammer.training.render import to_prompt_completion
@@ -32,6 +34,7 @@ class BuildReport:
     total: int
     seconds: float
     skipped: tuple[RowError, ...] = ()  # bad source rows left out (``on_error="skip"``)
+    source_note: str = ""  # what a built-in source made of its data, and what overlapped the test
 
     def skipped_summary(self, shown: int = 3) -> str:
         """``skipped 5 bad rows: row 3 (line 4): 'tools' is missing; ...`` (the first ``shown``)."""
@@ -89,17 +92,53 @@ def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def sample_examples(examples: Sequence[Example], limit: int | None, seed: int) -> list[Example]:
+    """``limit`` examples drawn at random (in their original order), or all of them.
+
+    The draw depends on the seed and the count only, so builds with different ratios but the
+    same seed and limit start from the same source examples (an ablation's arms).
+
+    >>> sample_examples([{"id": i} for i in range(10)], 3, 0) == sample_examples([{"id": i} for i in range(10)], 3, 0)
+    True
+    >>> len(sample_examples([{"id": i} for i in range(10)], 30, 0))
+    10
+    """
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    picked = sorted(random.Random(f"{seed}:sources").sample(range(len(examples)), limit))
+    return [examples[i] for i in picked]
+
+
+def load_source(source: str | Path, seed: int = 0) -> tuple[list[Example], list[RowError], str]:
+    """Examples of a file, hub name or built-in source (``bfcl-offline[:categories]``), the bad
+    rows, and a note on what a built-in source used and dropped."""
+    categories = parse_source(str(source))
+    if categories is None:
+        examples, errors = read_xlam(source)
+        return examples, errors, ""
+    heldout = load_test_set()
+    examples, report = bfcl_examples(categories, seed, exclude_functions=heldout.functions)
+    kept, dropped = drop_test_overlap(examples, heldout)
+    note = (f"{report}; dropped {sum(dropped.values())} examples that overlap the BFCL test "
+            f"({', '.join(TEST_CATEGORIES)}): {dropped['query']} by query, {dropped['function']} by function")
+    return kept, [], note
+
+
 def build(source: str | Path, output: str | Path, masking_ratio: float = DEFAULT_MASKING_RATIO,
           irrelevance_ratio: float = DEFAULT_IRRELEVANCE_RATIO, seed: int = 0,
-          prompt_format: PromptFormat = "hammer-2.1", on_error: str = "stop") -> BuildReport:
-    """Load xLAM data from a file or hub name, build the training rows, write them as JSON Lines.
+          prompt_format: PromptFormat = "hammer-2.1", on_error: str = "stop",
+          max_examples: int | None = None) -> BuildReport:
+    """Load xLAM data from a file, hub name or ``bfcl-offline``, build the training rows, write
+    them as JSON Lines; ``max_examples`` source examples at most (``sample_examples``).
 
     Every source row is checked first. ``on_error="stop"`` raises ``RowError`` for the first bad
     row (nothing is written); ``"skip"`` leaves bad rows out and lists them in the report.
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
-    examples, errors = read_xlam(source)
+    if max_examples is not None and max_examples < 1:
+        raise ValueError(f"max_examples must be at least 1, got {max_examples}")
+    examples, errors, note = load_source(source, seed)
     if errors and on_error == "stop":
         first = errors[0]
         more = f"; {len(errors) - 1} more bad row{'s' if len(errors) > 2 else ''}" if len(errors) > 1 else ""
@@ -108,6 +147,7 @@ def build(source: str | Path, output: str | Path, masking_ratio: float = DEFAULT
     if not examples:
         bad = f" ({len(errors)} bad row{'s' if len(errors) != 1 else ''}, first: {errors[0]})" if errors else ""
         raise ValueError(f"{source} has no valid example{bad}")
-    rows, report = build_rows(examples, masking_ratio, irrelevance_ratio, seed, prompt_format)
+    rows, report = build_rows(sample_examples(examples, max_examples, seed), masking_ratio, irrelevance_ratio,
+                              seed, prompt_format)
     write_jsonl(rows, output)
-    return replace(report, skipped=tuple(errors))
+    return replace(report, skipped=tuple(errors), source_note=note)

@@ -1,4 +1,5 @@
-"""LoRA adapter + base → merged HF model → GGUF → quantized GGUF that ``hammer serve`` loads."""
+"""LoRA adapter + base → merged HF model → GGUF → quantized GGUF that ``hammer serve`` loads; or the adapter
+alone as a GGUF LoRA adapter for ``hammer serve --lora``."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def newest_checkpoint(run_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def check_adapter(adapter: str | Path, output: str | Path = "MODEL.gguf", base: str | None = None) -> None:
+def check_adapter(adapter: str | Path, output: str | Path = "MODEL.gguf", base: str | None = None,
+                  output_flag: str = "--output") -> None:
     """Raise a ``ValueError`` saying what is wrong when ``adapter`` is no exportable adapter: a
     missing directory, a run that did not finish (offering its newest checkpoint), or neither."""
     adapter = Path(adapter)
@@ -63,7 +65,7 @@ def check_adapter(adapter: str | Path, output: str | Path = "MODEL.gguf", base: 
                          "pass the output_dir of `hammer train` or one of its checkpoint-N directories")
     base_arg = "" if base is None and recorded_base(checkpoint) else f" --base {base or 'BASE'}"
     raise ValueError(f"the run in {adapter} did not finish (no final adapter); its newest checkpoint is "
-                     f"{checkpoint}: export that with `hammer export --adapter {checkpoint} --output {output}"
+                     f"{checkpoint}: export that with `hammer export --adapter {checkpoint} {output_flag} {output}"
                      f"{base_arg}` or resume training (rerun `hammer train` with the same config; it "
                      "continues from the newest checkpoint)")
 
@@ -103,3 +105,17 @@ def export(adapter: str | Path, output: str | Path, base: str | None = None, mer
         return quantize(intermediate, output, quantization)
     finally:
         intermediate.unlink(missing_ok=True)
+
+
+def export_adapter_gguf(adapter: str | Path, output: str | Path, base: str | None = None,
+                        sampling: dict[str, float] | None = None) -> Path:
+    """Convert the adapter to a llama.cpp GGUF LoRA adapter (F16, not merged) for the base it was trained
+    on; ``sampling`` is declared in it as its recommended ``temperature``/``top_p``."""
+    from hammer.training.gguf_lora import base_config, convert_adapter
+
+    check_adapter(adapter, output, base, output_flag="--adapter-gguf")
+    base = base or recorded_base(adapter)
+    if base is None:
+        raise ValueError(f"{adapter} does not record its base model ({BASE_RECORD}, which `hammer train` "
+                         "writes in its output_dir): pass --base, e.g. --base embedded")
+    return convert_adapter(adapter, output, base_config(base), sampling)

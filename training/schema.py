@@ -62,15 +62,36 @@ def openai_function(tool: Mapping[str, Any]) -> dict[str, Any]:
     for name, spec in (tool.get("parameters") or {}).items():
         spec = spec if isinstance(spec, Mapping) else {}
         schema, optional = xlam_type_schema(str(spec.get("type", "")))
-        prop = {**schema, "description": str(spec.get("description", ""))}
-        if "default" in spec:
-            prop["default"] = spec["default"]
-        elif not optional:
+        properties[name] = _property(spec, schema)
+        # ``required: true`` marks a required parameter that still documents a default (BFCL has some).
+        if spec.get("required") is True or ("default" not in spec and not optional):
             required.append(name)
-        properties[name] = prop
     return {
         "name": tool["name"],
         "description": tool.get("description", ""),
         "parameters": {"type": "object", "properties": properties, "required": required,
                        "additionalProperties": False},
     }
+
+
+def _property(spec: Mapping[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """One property: the type as JSON Schema, the description as a string, and every other key kept
+    in its place (none added), so JSON Schema keywords (``enum``, ``items``, ``properties``, ``format``) that
+    tools converted from BFCL carry render as the client sent them.
+
+    >>> _property({"type": "str, optional", "enum": ["C", "F"], "description": "unit"}, {"type": "string"})
+    {'type': 'string', 'enum': ['C', 'F'], 'description': 'unit'}
+    """
+    prop: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key == "type":
+            prop.update(schema)
+        elif key == "description":
+            prop["description"] = str(value)
+        elif key == "required" and isinstance(value, bool):
+            continue  # the function's ``required`` list says it
+        else:
+            prop[key] = value
+    if "type" not in spec:
+        prop = {**schema, **prop}
+    return prop

@@ -74,8 +74,8 @@ def prepare(out: Path) -> None:
     import asyncio
 
     from hammer.server.backends.llamacpp import LlamaCppBackend, constraint_grammar
+    from hammer.server.convert import convert
     from hammer.server.protocol import ChatCompletionRequest
-    from hammer.server.serving import convert
     from hammer.server.settings import Settings
 
     settings = Settings(n_ctx=N_CTX)

@@ -13,7 +13,7 @@ FinishReason = Literal["stop", "length"]
 class OutputConstraint:
     """Generated text must be ``prefix + <JSON matching schema> + suffix``.
 
-    The schema is already checked and bounded (``hammer.server.grammar.prepare_schema``).
+    The schema is already checked and bounded (``hammer.server.grammar.checked_schema``).
     """
 
     json_schema: dict[str, Any]
@@ -67,6 +67,8 @@ class GenerationRequest:
     #: The client's texts as they appear verbatim in ``prompt``, in order (message contents,
     #: tools JSON): tokenized as plain text, so special-token strings in them stay text.
     plain_texts: tuple[str, ...] = ()
+    #: The LoRA adapter to generate with (an id from ``ModelInfo.adapters``); None: the bare base model.
+    adapter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,16 @@ class ModelInfo:
     vocab_size: int | None = None
     #: The model's recommended ``temperature``/``top_p``, for requests that give none.
     sampling: dict[str, float] = field(default_factory=dict)
+    #: LoRA adapters served on this base (``--lora``), by model id, each with its recommended sampling:
+    #: a request whose ``model`` names one is generated with it.
+    adapters: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: The id listed first in /v1/models: ``name``, or the adapter applied by default to the embedded model.
+    default_model: str | None = None
+
+    def model_ids(self) -> list[str]:
+        """Every id a request may name, the default first."""
+        first = self.default_model or self.name
+        return [first] + [i for i in (self.name, *self.adapters) if i != first]
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,13 @@ from hammer.server.backends.base import (
     ModelInfo,
     OutputConstraint,
 )
-from hammer.server.backends.llamacpp_engine import BatchEngine, Emit, EngineConfig, GenerationStopped, Job
+from hammer.server.backends.llamacpp_engine import Adapter, BatchEngine, Emit, EngineConfig, GenerationStopped, Job
 from hammer.server.backends.llamacpp_sampler import SequenceSampler
 from hammer.server.backends.prefix_store import model_key
 from hammer.server.backends.special_text import fragments
 from hammer.server.chat_template import render_chat_template, template_or_chatml
 from hammer.server.grammar import SchemaLimits, SchemaRejected, sequence_gbnf
+from hammer.server.request_context import API_KEY_ID
 from hammer.server.settings import Settings
 from llama_cpp._internals import LlamaModel
 
@@ -59,7 +60,7 @@ def _memoized_grammar(key: str, limits: SchemaLimits) -> str:
     return sequence_gbnf(prefix, schema, suffix, limits)
 
 
-def special_strings(model: LlamaModel) -> frozenset[str]:
+def vocab_special_strings(model: LlamaModel) -> frozenset[str]:
     """The texts ``tokenize(special=True)`` reads as single tokens: control, user-defined and unknown tokens."""
     vocab = model.vocab
     kinds = (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
@@ -99,6 +100,25 @@ def recommended_sampling(metadata: Mapping[str, str]) -> dict[str, float]:
     return found
 
 
+def adapter_metadata(adapter: llama_cpp.llama_adapter_lora_p) -> dict[str, str]:
+    """A LoRA adapter's GGUF metadata (scalars) as strings, as llama.cpp read it."""
+    buffer = ctypes.create_string_buffer(1024)
+    found = {}
+    for i in range(llama_cpp.llama_adapter_meta_count(adapter)):
+        if llama_cpp.llama_adapter_meta_key_by_index(adapter, i, buffer, len(buffer)) < 0:
+            continue
+        key = buffer.value.decode("utf-8", "replace")
+        if llama_cpp.llama_adapter_meta_val_str_by_index(adapter, i, buffer, len(buffer)) >= 0:
+            found[key] = buffer.value.decode("utf-8", "replace")
+    return found
+
+
+def adapter_tag(path: str) -> int:
+    """A negative int32 that changes with the adapter file (as the prefix cache's folder does with the
+    model's): its prompts' cache entries, also those saved with --cache-dir, match only its own."""
+    return -1 - int(model_key(path), 16) % (2**31 - 1)
+
+
 def longest_token(model: LlamaModel) -> int:
     """Bytes of the vocab's longest token piece (an upper bound on the characters it decodes to)."""
     vocab, buffer = model.vocab, ctypes.create_string_buffer(1024)
@@ -119,6 +139,7 @@ class LlamaCppBackend(Backend):
         self._metadata: dict[str, str] = {}
         self._model: llama_cpp.llama_model_p | None = None
         self._engine: BatchEngine | None = None
+        self._adapters: dict[str, Adapter] = {}  # --lora, by model id
         # Texts of the vocab's special tokens: parsed as tokens only where the template wrote them.
         self._specials: frozenset[str] = frozenset()
         self._template: str | None = None  # the GGUF's chat template, if it renders (else ChatML)
@@ -140,15 +161,22 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             await self.close()
             raise EngineUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+        try:
+            adapter_sampling = await asyncio.to_thread(self._load_adapters, path)
+        except EngineUnavailable:
+            await self.close()
+            raise
         self._metadata = gguf_metadata(self._tokenizer)
-        self._specials = special_strings(self._tokenizer)
+        self._specials = vocab_special_strings(self._tokenizer)
         self._template = template_or_chatml(self._metadata.get("tokenizer.chat_template"), path)
         self._bos = self._token_text("tokenizer.ggml.bos_token_id")
         self._eos = self._token_text("tokenizer.ggml.eos_token_id")
+        default = self._settings.default_adapter_path()
         return ModelInfo(self._settings.model_name(), self._settings.n_ctx, {"path": path},
                          max_token_chars=longest_token(self._tokenizer),
                          vocab_size=llama_cpp.llama_vocab_n_tokens(self._tokenizer.vocab),
-                         sampling=recommended_sampling(self._metadata))
+                         sampling=recommended_sampling(self._metadata), adapters=adapter_sampling,
+                         default_model=default.stem if default is not None else None)
 
     @staticmethod
     def _load_vocab(path: str) -> LlamaModel:
@@ -164,6 +192,25 @@ class LlamaCppBackend(Backend):
             raise ValueError("not a model llama.cpp can load")
         return model
 
+    def _load_adapters(self, model_path: str) -> dict[str, dict[str, float]]:
+        """Load each ``--lora`` adapter on the model; their recommended sampling by model id. One llama.cpp
+        refuses stops the start (the server would otherwise answer its id with the base model)."""
+        sampling = {}
+        default = self._settings.default_adapter_path()
+        for name, path in self._settings.lora_adapters():
+            handle = llama_cpp.llama_adapter_lora_init(self._model, path.encode("utf-8"))
+            if not handle:
+                what = (f"the embedded model's default adapter {path} (--no-lora serves without it)"
+                        if default is not None and path == str(default) else f"--lora {name}={path}")
+                raise EngineUnavailable(
+                    f"{what}: llama.cpp could not load it as a LoRA adapter of {model_path} (it needs "
+                    "a GGUF LoRA adapter, e.g. from `hammer export --adapter-gguf`, made for this model's "
+                    "architecture and tensor shapes; llama.cpp's reason is in the log above)")
+            self._adapters[name] = Adapter(name, handle, adapter_tag(path))
+            sampling[name] = recommended_sampling(adapter_metadata(handle))
+            log.info("LoRA adapter %s served as %r (recommended sampling: %s)", path, name, sampling[name] or "none")
+        return sampling
+
     def _engine_config(self) -> EngineConfig:
         settings = self._settings
         threads = settings.n_threads or max(1, (os.cpu_count() or 2) // 2)
@@ -176,6 +223,7 @@ class LlamaCppBackend(Backend):
         if self._engine is not None:
             await asyncio.to_thread(self._engine.close)  # stops running generations, then frees the context
             self._engine = None
+        self._adapters.clear()  # freed with the model, after the context that uses them
         if self._model is not None:
             llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -259,7 +307,15 @@ class LlamaCppBackend(Backend):
         engine = self.engine
         grammar = self._grammar(request.constraint) if request.constraint is not None else None
         tokens = self.tokenize(request.prompt, request.plain_texts)
-        return Job(tokens, request.params, SequenceSampler(engine.vocab, request.params, grammar), emit)
+        adapter = self._adapters[request.adapter] if request.adapter is not None else None
+        return Job(tokens, request.params, SequenceSampler(engine.vocab, request.params, grammar), emit,
+                   adapter=adapter, cache_scope=self._cache_scope())
+
+    def _cache_scope(self) -> int | None:
+        """With ``--cache-per-key``, the tag of the requesting API key: a prompt is then restored only for
+        the key that sent it (otherwise its answer time tells another key that it was sent)."""
+        key_id = API_KEY_ID.get() if self._settings.cache_per_key else None
+        return None if key_id is None else -1 - int(key_id[:16], 16) % (2**31 - 1)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()

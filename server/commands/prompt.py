@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hammer.server.convert import convert
     from hammer.server.errors import APIError, validation_error
     from hammer.server.protocol import ChatCompletionRequest
-    from hammer.server.serving import convert
     from pydantic import ValidationError
 
     settings = settings_from_args(args)

@@ -97,6 +97,10 @@ def _preflight(settings: Any) -> Any:
         raise StartupFailed(f"cannot read --api-key-file {settings.api_key_file}: {reason} "
                             "(pass a readable text file with one key per line)") from None
     try:
+        adapters = settings.lora_adapters()
+    except ValueError as exc:
+        raise StartupFailed(str(exc)) from None
+    try:
         backend = load_backend(settings)
     except ValueError as exc:
         raise StartupFailed(f"{exc} (--backend)") from None
@@ -104,6 +108,8 @@ def _preflight(settings: Any) -> Any:
         raise StartupFailed(exc.message) from None
     if settings.backend == "llama":
         _check_gguf(settings)
+        for name, path in adapters:
+            _check_adapter_gguf(name, path)
     elif settings.backend == "vllm":
         from hammer.server.backends.vllm import check_settings
 
@@ -135,6 +141,22 @@ def _check_gguf(settings: Any) -> None:
     if magic != b"GGUF":
         raise StartupFailed(f"{path} is not a GGUF file (--model expects a llama.cpp .gguf file, e.g. from "
                             "`hammer export`; a Hugging Face model needs --backend vllm)")
+
+
+def _check_adapter_gguf(name: str, path: str) -> None:
+    """A ``--lora`` adapter must be a readable GGUF file; whether it fits the model, llama.cpp says at load."""
+    flag = f"--lora {name}={path}"
+    if not os.path.isfile(path):
+        raise StartupFailed(f"{flag}: no such file (the llama backend takes a GGUF LoRA adapter, e.g. from "
+                            "`hammer export --adapter-gguf`)")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise StartupFailed(f"{flag}: cannot read it: {exc.strerror}") from None
+    if magic != b"GGUF":
+        raise StartupFailed(f"{flag}: not a GGUF file (convert a PEFT adapter with `hammer export --adapter DIR "
+                            "--adapter-gguf ADAPTER.gguf`)")
 
 
 def _check_port(host: str, port: int, flag: str) -> None:

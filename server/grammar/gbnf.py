@@ -21,7 +21,7 @@ from hammer.server.grammar.formats import format_gbnf
 from hammer.server.grammar.integers import INTEGER, NUMBER, integer_range
 from hammer.server.grammar.limits import SchemaLimits, SchemaRejected
 from hammer.server.grammar.regex import pattern_gbnf
-from hammer.server.grammar.schema import prepare_schema
+from hammer.server.grammar.schema import checked_schema
 from hammer.server.grammar.simplify import FAMILIES, declared_types, int_bounds
 from hammer.server.grammar.text import char_class, literal
 
@@ -36,7 +36,7 @@ _HUGE = 10 ** 18
 
 
 def schema_gbnf(schema: Any, limits: SchemaLimits = SchemaLimits()) -> str:
-    """GBNF whose ``root`` is one JSON value matching ``schema`` (prepared here, so any input is safe).
+    """GBNF whose ``root`` is one JSON value matching ``schema`` (checked here, so any input is safe).
 
     >>> print(schema_gbnf({"enum": ["a\\"b", "\\u0000"]}))
     root ::= value
@@ -54,7 +54,7 @@ def sequence_gbnf(prefix: str, schema: Any, suffix: str, limits: SchemaLimits = 
     root ::= "```\\n" boolean "\\n```"
     """
     writer = _Writer(limits)
-    value = writer.value(prepare_schema(schema, limits), "value")
+    value = writer.value(checked_schema(schema, limits), "value")
     root = " ".join(part for part in (literal(prefix) if prefix else "", value,
                                       literal(suffix) if suffix else "") if part)
     return writer.finish(root)
@@ -65,6 +65,9 @@ class _Writer:
         self.limits = limits
         self.rules: dict[str, str] = {}  # name → body, in the order written
         self.names: dict[str, str] = {}  # body → name, so identical rules are shared
+        # base name → the next suffix to try: each try moves it on, so naming stays linear when
+        # thousands of hints cut to 40 characters share one base
+        self.suffixes: dict[str, int] = {}
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -74,9 +77,9 @@ class _Writer:
         base = re.sub(r"[^a-zA-Z0-9]+", "-", hint).strip("-").lower()[:40].strip("-") or "r"
         if base[0].isdigit():
             base = "r" + base
-        name, n = base, 1
+        name = base
         while name in self.rules or name == "root":
-            n += 1
+            self.suffixes[base] = n = self.suffixes.get(base, 1) + 1
             name = f"{base}-{n}"
         self.rules[name] = body
         self.names[body] = name
@@ -102,7 +105,7 @@ class _Writer:
     # --- values ------------------------------------------------------------------------------
 
     def value(self, node: Any, hint: str) -> str:
-        """Name of a rule for one JSON value matching the prepared ``node`` (then ``space``)."""
+        """Name of a rule for one JSON value matching the checked ``node`` (then ``space``)."""
         if node == {} or node is True:
             return self.any_value()
         for kind in ("anyOf", "oneOf"):

@@ -23,7 +23,7 @@ ENFORCED = frozenset({
     "$ref",  # resolved by inlining before anything else looks at the schema
 })
 
-# No effect on validation: dropped from the prepared schema.
+# No effect on validation: dropped from the checked schema.
 ANNOTATIONS = frozenset({
     "title", "description", "default", "examples", "$schema", "$id", "$comment", "$anchor",
     "$dynamicAnchor", "$vocabulary", "deprecated", "readOnly", "writeOnly",

@@ -6,7 +6,9 @@ error without importing the schema walker.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 
 class SchemaRejected(ValueError):
@@ -49,8 +51,11 @@ class SchemaLimits:
       (and a loaded machine took over 60 s with 30), with the generation slot held.
     - ``max_enum`` (1024): values of one ``enum``.
     - ``max_properties`` (256): properties of one object.
-    - ``max_schema_nodes`` (20000): subschemas after ``$ref`` inlining (inlining can grow a
-      schema exponentially).
+    - ``max_schema_nodes`` (20000): subschemas after ``$ref`` inlining, and again after ``allOf``
+      merging and ``anyOf`` distribution (each can grow a schema exponentially); see ``Budget``.
+    - ``max_schema_bytes`` (4 MiB): the JSON text of those subschemas' own values (enums,
+      consts, names, descriptions) after ``$ref`` inlining; the schema checked for decoding
+      (annotations dropped) gets four times ``max_grammar_bytes``, as its values are grammar text.
     - ``max_grammar_bytes`` (256 KiB): the grammar text, and also the copies llama.cpp makes
       when it expands ``{m,n}`` repetitions (counted as repetitions, at 4 bytes each).
     """
@@ -64,6 +69,7 @@ class SchemaLimits:
     max_enum: int = 1024
     max_properties: int = 256
     max_schema_nodes: int = 20000
+    max_schema_bytes: int = 4 * 1024 * 1024
     max_grammar_bytes: int = 256 * 1024
 
 
@@ -76,3 +82,63 @@ def child(pointer: str, *parts: str | int) -> str:
     for part in parts:
         pointer += "/" + str(part).replace("~", "~0").replace("/", "~1")
     return pointer
+
+
+class Budget:
+    """What one schema's preparation may build, spent as it builds: each node an expansion makes
+    (a ``$ref`` copy, an ``allOf`` merge, an ``anyOf`` branch distributed over ``allOf``) is paid for
+    at once, so the work stops within the budget rather than after an expansion finished; the
+    error names what grew.
+
+    >>> budget = Budget(nodes=2, size=100)
+    >>> budget.made({"enum": [1, 2]}, "its allOf parts are merged", "/allOf")
+    >>> budget.made({"type": "string"}, "its allOf parts are merged", "/allOf")
+    >>> budget.made({}, "its allOf parts are merged", "/allOf")
+    Traceback (most recent call last):
+    ...
+    hammer.server.grammar.limits.SchemaRejected: /allOf: the schema is too large once its allOf parts are merged: \
+more than 2 subschemas
+    """
+
+    def __init__(self, nodes: int, size: int, alternatives: int = 1 << 62) -> None:
+        self.max_nodes, self.max_size, self.max_alternatives = nodes, size, alternatives
+        self.nodes, self.size, self.alternatives = nodes, size, alternatives
+        #: The last expansion paid for: what a later check of the whole result names.
+        self.grown: str | None = None
+
+    def spend(self, nodes: int, size: int, grew: str | None, pointer: str) -> None:
+        self.nodes -= nodes
+        self.size -= size
+        if self.nodes >= 0 and self.size >= 0:
+            return
+        once = f" once {grew}" if grew else ""
+        what = (f"more than {self.max_nodes} subschemas" if self.nodes < 0
+                else f"more than {self.max_size} bytes of values")
+        raise SchemaRejected(f"the schema is too large{once}: {what}", pointer)
+
+    def distribute(self, alternatives: int, grew: str, pointer: str) -> None:
+        """Pay, before the work, for the alternatives a distribution of ``anyOf`` over ``allOf`` makes:
+        each is a merge, and nested distributions multiply (all of one schema's count together)."""
+        self.alternatives -= alternatives
+        if self.alternatives < 0:
+            raise SchemaRejected(f"the schema is too large once {grew}: more than {self.max_alternatives} "
+                                 "alternatives", pointer)
+
+    def made(self, node: Any, grew: str | None, pointer: str, children: frozenset[str] = frozenset()) -> None:
+        """Pay for one new node: itself, and the JSON of its values other than the subschemas
+        under the keys ``children`` (paid for when they were made)."""
+        self.grown = grew or self.grown
+        self.spend(1, own_size(node, children), grew, pointer)
+
+
+def own_size(node: Any, children: frozenset[str]) -> int:
+    """JSON bytes of a node's keys and of its values outside ``children``.
+
+    >>> own_size({"enum": ["ab"], "properties": {"x": {}}}, frozenset({"properties"}))
+    21
+    """
+    if not isinstance(node, dict):
+        return 1
+    return sum(len(key) + (len(json.dumps(value)) if key not in children
+                           else sum(map(len, value)) if isinstance(value, dict) else 0)
+               for key, value in node.items())

@@ -8,24 +8,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from hammer.server.grammar.keywords import FORMATS
-from hammer.server.grammar.limits import SchemaLimits, SchemaRejected
+from hammer.server.grammar.keywords import FORMATS, SUBSCHEMA, SUBSCHEMA_LIST, SUBSCHEMA_MAP
+from hammer.server.grammar.limits import Budget, SchemaLimits, SchemaRejected
 from hammer.server.grammar.simplify import canon, declared_types, finish
 
 # More alternatives than this from multiplying anyOf branches is refused.
 MAX_BRANCHES = 256
+MERGED = "its allOf parts are merged"
+DISTRIBUTED = "its anyOf/oneOf alternatives are distributed over allOf"
+_CHILDREN = SUBSCHEMA | SUBSCHEMA_MAP | SUBSCHEMA_LIST
+
+
+def budget_for(limits: SchemaLimits) -> Budget:
+    """The budget of a schema checked for decoding: its values become grammar text, hence the bytes."""
+    return Budget(limits.max_schema_nodes, 4 * limits.max_grammar_bytes, alternatives=limits.max_enum)
 _LOWER = ("minLength", "minItems", "minProperties", "minimum", "exclusiveMinimum")
 _UPPER = ("maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum")
 
 
-def merge(a: Any, b: Any, limits: SchemaLimits, pointer: str) -> Any:
-    """One schema accepting exactly what both ``a`` and ``b`` accept.
+def merge(a: Any, b: Any, limits: SchemaLimits, pointer: str, budget: Budget | None = None) -> Any:
+    """One schema accepting exactly what both ``a`` and ``b`` accept; every node it makes is paid
+    for from ``budget`` (one preparation's, shared by all its merges).
 
     >>> merge({"type": ["string", "null"], "minLength": 2}, {"type": "string", "maxLength": 5}, SchemaLimits(), "")
     {'type': 'string', 'minLength': 2, 'maxLength': 5}
     >>> merge({"type": "string"}, {"type": "integer"}, SchemaLimits(), "")
     False
     """
+    budget = budget or budget_for(limits)
     if a is True or a == {} or b is False:
         return b
     if b is True or b == {} or a is False:
@@ -37,12 +47,21 @@ def merge(a: Any, b: Any, limits: SchemaLimits, pointer: str) -> Any:
             raise SchemaRejected("cannot combine 'anyOf' with 'oneOf' in 'allOf'", pointer)
         if len(a[kind_a]) * len(b[kind_b]) > MAX_BRANCHES:
             raise SchemaRejected(f"combining these alternatives gives more than {MAX_BRANCHES} branches", pointer)
-        return choice(kind_a, [merge(x, y, limits, pointer) for x in a[kind_a] for y in b[kind_b]])
+        budget.distribute(len(a[kind_a]) * len(b[kind_b]), DISTRIBUTED, pointer)
+        return _paid(choice(kind_a, [merge(x, y, limits, pointer, budget) for x in a[kind_a] for y in b[kind_b]]),
+                     budget, DISTRIBUTED, pointer)
     if kind_a or kind_b:
         alternatives, other = (a, b) if kind_a else (b, a)
         kind = kind_a or kind_b
-        return choice(kind, [merge(x, other, limits, pointer) for x in alternatives[kind]])
-    return finish(_merge_plain(a, b, limits, pointer), limits, pointer)
+        budget.distribute(len(alternatives[kind]), DISTRIBUTED, pointer)
+        return _paid(choice(kind, [merge(x, other, limits, pointer, budget) for x in alternatives[kind]]),
+                     budget, DISTRIBUTED, pointer)
+    return _paid(finish(_merge_plain(a, b, limits, pointer, budget), limits, pointer), budget, MERGED, pointer)
+
+
+def _paid(node: Any, budget: Budget, grew: str, pointer: str) -> Any:
+    budget.made(node, grew, pointer, _CHILDREN)
+    return node
 
 
 def choice(kind: str, branches: list[Any]) -> Any:
@@ -59,15 +78,15 @@ def _choice(node: dict[str, Any]) -> str | None:
     return "anyOf" if "anyOf" in node else "oneOf" if "oneOf" in node else None
 
 
-def _merge_plain(a: dict[str, Any], b: dict[str, Any], limits: SchemaLimits, pointer: str) -> Any:
+def _merge_plain(a: dict[str, Any], b: dict[str, Any], limits: SchemaLimits, pointer: str, budget: Budget) -> Any:
     out: dict[str, Any] = {}
     types = _merge_types(declared_types(a), declared_types(b))
     if types is not None:
         if not types:
             return False
         out["type"] = sorted(types)[0] if len(types) == 1 else sorted(types)
-    _merge_objects(a, b, out, limits, pointer)
-    _merge_arrays(a, b, out, limits, pointer)
+    _merge_objects(a, b, out, limits, pointer, budget)
+    _merge_arrays(a, b, out, limits, pointer, budget)
     for key in _LOWER:
         values = [s[key] for s in (a, b) if key in s]
         if values:
@@ -111,7 +130,7 @@ def _merge_types(a: set[str] | None, b: set[str] | None) -> set[str] | None:
 
 
 def _merge_objects(a: dict[str, Any], b: dict[str, Any], out: dict[str, Any], limits: SchemaLimits,
-                   pointer: str) -> None:
+                   pointer: str, budget: Budget) -> None:
     # additionalProperties of one side governs the other side's extra names, so each name
     # merges what both sides say about it.
     extra_a = a.get("additionalProperties", True)
@@ -120,23 +139,23 @@ def _merge_objects(a: dict[str, Any], b: dict[str, Any], out: dict[str, Any], li
     props_b = b.get("properties", {})
     names = list(props_a) + [n for n in props_b if n not in props_a]
     if names:
-        out["properties"] = {n: merge(props_a.get(n, extra_a), props_b.get(n, extra_b), limits, pointer)
+        out["properties"] = {n: merge(props_a.get(n, extra_a), props_b.get(n, extra_b), limits, pointer, budget)
                              for n in names}
     if "additionalProperties" in a or "additionalProperties" in b:
-        out["additionalProperties"] = merge(extra_a, extra_b, limits, pointer)
+        out["additionalProperties"] = merge(extra_a, extra_b, limits, pointer, budget)
     required = list(dict.fromkeys(a.get("required", []) + b.get("required", [])))
     if required:
         out["required"] = required
 
 
 def _merge_arrays(a: dict[str, Any], b: dict[str, Any], out: dict[str, Any], limits: SchemaLimits,
-                  pointer: str) -> None:
+                  pointer: str, budget: Budget) -> None:
     def at(s: dict[str, Any], i: int) -> Any:
         prefix = s.get("prefixItems", [])
         return prefix[i] if i < len(prefix) else s.get("items", True)
 
     length = max(len(a.get("prefixItems", [])), len(b.get("prefixItems", [])))
     if length:
-        out["prefixItems"] = [merge(at(a, i), at(b, i), limits, pointer) for i in range(length)]
+        out["prefixItems"] = [merge(at(a, i), at(b, i), limits, pointer, budget) for i in range(length)]
     if "items" in a or "items" in b:
-        out["items"] = merge(a.get("items", True), b.get("items", True), limits, pointer)
+        out["items"] = merge(a.get("items", True), b.get("items", True), limits, pointer, budget)

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from hammer.server.grammar.keywords import ANNOTATIONS, SUBSCHEMA, SUBSCHEMA_LIST, SUBSCHEMA_MAP
-from hammer.server.grammar.limits import SchemaLimits, SchemaRejected, child
+from hammer.server.grammar.limits import Budget, SchemaLimits, SchemaRejected, child
 from hammer.server.grammar.shape import check_shape
 
 
@@ -35,21 +35,20 @@ def resolve_refs(schema: Any, limits: SchemaLimits = SchemaLimits()) -> Any:
 class _Resolver:
     def __init__(self, root: Any, limits: SchemaLimits) -> None:
         self.root = root
-        self.budget = limits.max_schema_nodes
-        # Acyclic targets resolve the same wherever they are used: fragment → (copy, nodes).
-        self.memo: dict[str, tuple[Any, int]] = {}
+        self.budget = Budget(limits.max_schema_nodes, limits.max_schema_bytes)
+        # Acyclic targets resolve the same wherever they are used: fragment → (copy, nodes, bytes).
+        self.memo: dict[str, tuple[Any, int, int]] = {}
+        self.followed = False  # a $ref was met: from then on, growth is the expansion's
 
-    def spend(self, nodes: int, pointer: str) -> None:
-        self.budget -= nodes
-        if self.budget < 0:
-            raise SchemaRejected("the schema is too large once its $refs are expanded", pointer)
+    def grew(self) -> str | None:
+        """What made the schema grow, for the error (no talk of $refs when it has none)."""
+        return "its $refs are expanded" if self.followed else None
 
     def walk(self, node: Any, pointer: str, active: tuple[str, ...]) -> Any:
         if isinstance(node, bool):
             return node
         if not isinstance(node, dict):
             raise SchemaRejected("a schema must be an object or a boolean", pointer)
-        self.spend(1, pointer)
         out: dict[str, Any] = {}
         for key, value in node.items():
             where = child(pointer, key)
@@ -69,6 +68,7 @@ class _Resolver:
                 out[key] = [self.walk(sub, child(where, i), active) for i, sub in enumerate(value)]
             else:
                 out[key] = copy.deepcopy(value)
+        self.budget.made(out, self.grew(), pointer, _CHILDREN)
         if "$ref" not in node:
             return out
         target = self.follow(node["$ref"], child(pointer, "$ref"), active)
@@ -77,6 +77,7 @@ class _Resolver:
         return target
 
     def follow(self, ref: Any, pointer: str, active: tuple[str, ...]) -> Any:
+        self.followed = True
         if not isinstance(ref, str):
             raise SchemaRejected("'$ref' must be a string", pointer)
         if not ref.startswith("#"):
@@ -87,14 +88,17 @@ class _Resolver:
         if fragment in active:
             raise SchemaRejected(f"recursive $ref {ref!r} is not supported", pointer)
         if fragment in self.memo:
-            resolved, nodes = self.memo[fragment]
-            self.spend(nodes, pointer)
+            resolved, nodes, size = self.memo[fragment]
+            self.budget.spend(nodes, size, self.grew(), pointer)
             return copy.deepcopy(resolved)
         target = _lookup(self.root, fragment, ref, pointer)
-        before = self.budget
+        before = (self.budget.nodes, self.budget.size)
         resolved = self.walk(target, fragment, active + (fragment,))
-        self.memo[fragment] = (resolved, before - self.budget)
+        self.memo[fragment] = (resolved, before[0] - self.budget.nodes, before[1] - self.budget.size)
         return copy.deepcopy(resolved)
+
+
+_CHILDREN = SUBSCHEMA | SUBSCHEMA_MAP | SUBSCHEMA_LIST
 
 
 def _lookup(root: Any, fragment: str, ref: str, pointer: str) -> Any:

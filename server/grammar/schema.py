@@ -1,6 +1,6 @@
-"""Client JSON Schema → a prepared schema every later step can trust, or ``SchemaRejected``.
+"""Client JSON Schema → a checked schema every later step can trust, or ``SchemaRejected``.
 
-``prepare_schema`` checks the raw JSON iteratively (depth, size, lone surrogates, NaN),
+``checked_schema`` checks the raw JSON iteratively (depth, size, lone surrogates, NaN),
 inlines local ``$ref``s, drops annotations, refuses what a grammar cannot enforce, merges
 ``allOf``, distributes siblings into ``anyOf``/``oneOf`` branches, applies the decoding caps,
 filters ``enum``/``const`` to the values the rest of the node allows, and turns
@@ -63,50 +63,82 @@ from __future__ import annotations
 
 from typing import Any
 
-from hammer.server.grammar.keywords import ANNOTATIONS, ENFORCED, REJECTED, TYPES
-from hammer.server.grammar.limits import SchemaLimits, SchemaRejected, child
-from hammer.server.grammar.merge import choice, merge
+from hammer.server.grammar.keywords import (
+    ANNOTATIONS,
+    ENFORCED,
+    REJECTED,
+    SUBSCHEMA,
+    SUBSCHEMA_LIST,
+    SUBSCHEMA_MAP,
+    TYPES,
+)
+from hammer.server.grammar.limits import Budget, SchemaLimits, SchemaRejected, child, own_size
+from hammer.server.grammar.merge import budget_for, choice, merge
 from hammer.server.grammar.refs import resolve_refs
 from hammer.server.grammar.regex import check_pattern
 from hammer.server.grammar.simplify import finish
 
-__all__ = ["SchemaLimits", "SchemaRejected", "prepare_resolved", "prepare_schema", "resolve_refs"]
+__all__ = ["SchemaLimits", "SchemaRejected", "checked_resolved", "checked_schema", "resolve_refs"]
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 _NUMBERS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 
-def prepare_schema(schema: Any, limits: SchemaLimits = SchemaLimits()) -> dict[str, Any]:
+def checked_schema(schema: Any, limits: SchemaLimits = SchemaLimits()) -> dict[str, Any]:
     """A self-contained, checked copy of ``schema``; ``SchemaRejected`` says why not.
 
-    >>> prepare_schema({"$defs": {"c": {"enum": ["a\\"b", 1]}}, "type": "string", "allOf": [{"$ref": "#/$defs/c"}]})
+    >>> checked_schema({"$defs": {"c": {"enum": ["a\\"b", 1]}}, "type": "string", "allOf": [{"$ref": "#/$defs/c"}]})
     {'const': 'a"b'}
-    >>> prepare_schema({"type": "object", "properties": {"a": False}, "required": ["a"]})
+    >>> checked_schema({"type": "object", "properties": {"a": False}, "required": ["a"]})
     Traceback (most recent call last):
     ...
     hammer.server.grammar.limits.SchemaRejected: no value can match the schema
-    >>> prepare_schema(True)
+    >>> checked_schema(True)
     {}
     """
-    return prepare_resolved(resolve_refs(schema, limits), limits)
+    return checked_resolved(resolve_refs(schema, limits), limits)
 
 
-def prepare_resolved(resolved: Any, limits: SchemaLimits = SchemaLimits()) -> dict[str, Any]:
-    """``prepare_schema`` of a schema whose ``$ref``s ``resolve_refs`` has already inlined (a caller
+def checked_resolved(resolved: Any, limits: SchemaLimits = SchemaLimits()) -> dict[str, Any]:
+    """``checked_schema`` of a schema whose ``$ref``s ``resolve_refs`` has already inlined (a caller
     that needs the resolved schema too resolves once).
 
-    >>> prepare_resolved({"type": "object", "properties": {"a": {"type": "integer", "title": "A"}}})
+    >>> checked_resolved({"type": "object", "properties": {"a": {"type": "integer", "title": "A"}}})
     {'type': 'object', 'properties': {'a': {'type': 'integer'}}}
     """
-    prepared = _Normalizer(limits).walk(resolved, "", 0)
-    if prepared is False:
+    normalizer = _Normalizer(limits)
+    checked = normalizer.walk(resolved, "", 0)
+    if checked is False:
         raise SchemaRejected("no value can match the schema", "")
-    return prepared
+    _check_written_size(checked, budget_for(limits), normalizer.budget.grown)
+    return checked
+
+
+def _check_written_size(checked: Any, budget: Budget, grown: str | None) -> None:
+    """Pay for every node of ``checked`` as it will be written out, a subschema that merges share
+    counted at each place it appears, stopping as soon as the budget is spent."""
+    stack = [checked]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        budget.spend(1, own_size(node, _CHILDREN), grown, "")
+        for key, value in node.items():
+            if key in SUBSCHEMA:
+                stack.append(value)
+            elif key in SUBSCHEMA_MAP and isinstance(value, dict):
+                stack.extend(value.values())
+            elif key in SUBSCHEMA_LIST and isinstance(value, list):
+                stack.extend(value)
+
+
+_CHILDREN = SUBSCHEMA | SUBSCHEMA_MAP | SUBSCHEMA_LIST
 
 
 class _Normalizer:
     def __init__(self, limits: SchemaLimits) -> None:
         self.limits = limits
+        self.budget = budget_for(limits)  # paid by every merge of this schema's preparation, together
 
     def walk(self, node: Any, pointer: str, depth: int) -> Any:
         if depth > self.limits.max_depth:
@@ -125,10 +157,26 @@ class _Normalizer:
         parts = plain.pop("allOf", [])
         result = finish(plain, self.limits, pointer)
         for kind, branches in choices.items():
-            result = merge(result, choice(kind, branches), self.limits, pointer)
+            self.count_alternatives(branches, child(pointer, kind))
+            result = merge(result, choice(kind, branches), self.limits, pointer, self.budget)
         for part in parts:
-            result = merge(result, part, self.limits, pointer)
+            result = merge(result, part, self.limits, pointer, self.budget)
         return result
+
+    def count_alternatives(self, branches: list[Any], pointer: str) -> None:
+        """An ``anyOf`` of consts is an enum by another name: its values (an enum branch's each, nested
+        anyOfs' too) count against the enum limit, as does any branch."""
+        count, stack = 0, list(branches)
+        while stack:
+            branch = stack.pop()
+            nested = next((branch[k] for k in ("anyOf", "oneOf") if isinstance(branch, dict) and k in branch), None)
+            if nested is not None:
+                stack.extend(nested)
+            else:
+                count += len(branch["enum"]) if isinstance(branch, dict) and "enum" in branch else 1
+        if count > self.limits.max_enum:
+            raise SchemaRejected(f"{count} alternatives (each enum value counted), more than the limit of "
+                                 f"{self.limits.max_enum} values", pointer)
 
     def keyword(self, key: str, value: Any, pointer: str, depth: int) -> Any:
         if key in ("items", "additionalProperties"):
@@ -138,6 +186,9 @@ class _Normalizer:
         if key in ("prefixItems", "anyOf", "oneOf", "allOf"):
             if not value:
                 raise SchemaRejected(f"'{key}' must not be empty", pointer)
+            if key in ("anyOf", "oneOf") and len(value) > self.limits.max_enum:  # before any branch is walked
+                raise SchemaRejected(f"{len(value)} alternatives, more than the limit of {self.limits.max_enum} "
+                                     "values", pointer)
             return [self.walk(sub, child(pointer, i), depth + 1) for i, sub in enumerate(value)]
         if key == "type":
             names = [value] if isinstance(value, str) else value

@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 from hammer.server.grammar.keywords import FORMATS
 from hammer.server.grammar.limits import SchemaLimits, SchemaRejected, child
+from hammer.server.grammar.validate import safe_validator
 
 ALL_TYPES = frozenset({"null", "boolean", "object", "array", "string", "number"})
 FAMILIES = {
@@ -188,7 +189,9 @@ def _only_valid_values(node: dict[str, Any], limits: SchemaLimits, pointer: str)
                                  child(pointer, "enum"))
     rest = {k: v for k, v in node.items() if k not in ("enum", "const")}
     allowed = {canon(v) for v in node["enum"]} if "const" in node and "enum" in node else None
-    validator = jsonschema.Draft202012Validator(rest)
+    # Python's re backtracks: a pattern anywhere in the node is matched by our linear matcher
+    # (building that validator costs more, so only then).
+    validator = (safe_validator if '"pattern"' in json.dumps(rest) else jsonschema.Draft202012Validator)(rest)
     values: list[Any] = []
     seen: set[str] = set()
     for value in candidates:

@@ -7,6 +7,7 @@ from typing import Any, Awaitable, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
+from hammer.server.convert import reject_undecodable_text
 from hammer.server.errors import APIError, NotFound
 from hammer.server.openapi import errors_documented
 from hammer.server.protocol import ErrorResponse
@@ -14,7 +15,7 @@ from hammer.server.responses.build import ResponseBuilder, collect, initial_resp
 from hammer.server.responses.convert import output_messages, rename_param, to_chat
 from hammer.server.responses.protocol import DeletedResponse, ResponseObject, ResponsesRequest
 from hammer.server.responses.store import ResponseStore
-from hammer.server.serving import ChatService, reject_undecodable_text
+from hammer.server.serving import ChatService
 from hammer.server.settings import Settings
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -25,7 +26,7 @@ UntilDisconnected = Callable[[Request, Awaitable[Any]], Awaitable[Any]]
 _UNKNOWN_ID = {404: {"model": ErrorResponse, "description": "No stored response with this id for this API key"}}
 
 
-def sse_event_schema() -> dict[str, Any]:
+def responses_sse_schema() -> dict[str, Any]:
     """One event of a streamed response: ``event: <type>`` and its JSON data (``type``, ``sequence_number``)."""
     payload = {"type": "object", "required": ["type", "sequence_number"],
                "properties": {"type": {"type": "string"}, "sequence_number": {"type": "integer"}}}
@@ -52,7 +53,6 @@ def add_responses_routes(app: FastAPI, settings: Settings, until_disconnected: U
     """Register the routes on ``app`` itself (not through ``include_router``: the auth and metrics
     middleware labels requests refused before routing by the app's own routes' paths)."""
     store = store or ResponseStore.from_settings(settings)
-    keyed = bool(settings.api_keys())
 
     def route(method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,10 +62,12 @@ def add_responses_routes(app: FastAPI, settings: Settings, until_disconnected: U
         return register
 
     def namespace(request: Request) -> str:
-        return ResponseStore.namespace(request.headers.get("authorization"), keyed)
+        # The key that authenticated, set by the auth middleware (None when the server has no keys):
+        # never the headers again, which a request may repeat with different values.
+        return request.state.api_key_id or ""
 
     @route("POST", "/v1/responses", response_model=ResponseObject,
-           responses={200: {"content": {"text/event-stream": {"schema": sse_event_schema()}},
+           responses={200: {"content": {"text/event-stream": {"schema": responses_sse_schema()}},
                             "description": "A response, or with `stream: true` its events as SSE"},
                       **errors_documented(400, 401, 429, 503, 504),
                       404: {"model": ErrorResponse, "description": "Unknown model or previous_response_id"}})

@@ -2,12 +2,12 @@
 
 Bounded three ways, oldest first out (least recently used): a number of responses, an age, and the
 characters they hold together (each keeps its whole conversation, so a long chain of continuations
-grows). Lost on restart; not shared between replicas.
+grows). Each API key has an equal share of the number and the characters, and evicts only its own
+responses: one key cannot push another's out. Lost on restart; not shared between replicas.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -34,72 +34,94 @@ class Stored:
 
 class ResponseStore:
     def __init__(self, max_responses: int = MAX_RESPONSES, max_age_s: float = MAX_AGE_S,
-                 max_chars: int = MAX_CHARS, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_responses = max_responses
+                 max_chars: int = MAX_CHARS, clock: Callable[[], float] = time.monotonic, shares: int = 1) -> None:
+        #: Each namespace's share: ``shares`` is the number of API keys (1 when the server has none);
+        #: a store that keeps anything keeps at least one response per key.
+        self.max_responses = max_responses and max(1, max_responses // max(shares, 1))
         self.max_age_s = max_age_s
-        self.max_chars = max_chars
+        self.max_chars = max_chars // max(shares, 1)
         self._clock = clock
-        self._entries: OrderedDict[tuple[str, str], Stored] = OrderedDict()
-        self._chars = 0
+        # Namespaces are the ids of configured keys (or the one shared ""), so this dict stays small.
+        self._spaces: dict[str, _Space] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResponseStore:
-        return cls(settings.responses_store_size, settings.responses_store_ttl, settings.responses_store_chars)
-
-    @staticmethod
-    def namespace(authorization: str | None, keyed: bool) -> str:
-        """The store's namespace for a request: its API key (hashed: the store never holds keys), or
-        one shared namespace when the server has no keys.
-
-        >>> ResponseStore.namespace("Bearer k1", True) == ResponseStore.namespace("Bearer k2", True)
-        False
-        >>> ResponseStore.namespace("Bearer k1", False)
-        ''
-        """
-        if not keyed:
-            return ""
-        scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
-        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        return cls(settings.responses_store_size, settings.responses_store_ttl, settings.responses_store_chars,
+                   shares=len(settings.api_keys()))
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return sum(len(space.entries) for space in self._spaces.values())
 
     def put(self, namespace: str, response: ResponseObject, messages: list[dict[str, Any]]) -> bool:
-        """Keep ``response``; False if it alone is larger than the store."""
+        """Keep ``response`` (without what no replay needs); False if it alone is larger than a share."""
+        response = replayable(response)
         size = len(response.model_dump_json()) + len(json.dumps(messages, ensure_ascii=False))
         if size > self.max_chars or self.max_responses < 1:
             return False
-        key = (namespace, response.id)
-        self._remove(key)
-        self._entries[key] = Stored(response, messages, self._clock(), size)
-        self._chars += size
-        self._expire()
-        while len(self._entries) > self.max_responses or self._chars > self.max_chars:
-            self._remove(next(iter(self._entries)))
+        space = self._spaces.setdefault(namespace, _Space())
+        space.remove(response.id)
+        space.add(response.id, Stored(response, messages, self._clock(), size))
+        space.expire(self._clock() - self.max_age_s)
+        while len(space.entries) > self.max_responses or space.chars > self.max_chars:
+            space.remove(next(iter(space.entries)))
         return True
 
     def get(self, namespace: str, response_id: str) -> Stored | None:
-        self._expire()
-        key = (namespace, response_id)
-        stored = self._entries.get(key)
+        space = self._spaces.get(namespace)
+        if space is None:
+            return None
+        space.expire(self._clock() - self.max_age_s)
+        stored = space.entries.get(response_id)
         if stored is not None:
-            self._entries.move_to_end(key)
+            space.entries.move_to_end(response_id)
         return stored
 
     def delete(self, namespace: str, response_id: str) -> bool:
-        self._expire()
-        return self._remove((namespace, response_id))
+        space = self._spaces.get(namespace)
+        if space is None:
+            return False
+        space.expire(self._clock() - self.max_age_s)
+        return space.remove(response_id)
 
-    def _remove(self, key: tuple[str, str]) -> bool:
-        stored = self._entries.pop(key, None)
+
+def replayable(response: ResponseObject) -> ResponseObject:
+    """``response`` without the annotations a stored response never needs: ``previous_response_id``
+    replays only the conversation (tools and ``text.format`` are not carried over), so tools keep
+    their names and ``text.format`` its type and name, not descriptions and schemas that can be
+    megabytes.
+
+    >>> r = ResponseObject(id="r", status="completed", model="m", parallel_tool_calls=True, temperature=1, top_p=1,
+    ...     text={"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"}}}, tool_choice="auto",
+    ...     tools=[{"type": "function", "name": "f", "description": "long", "parameters": {"type": "object"}}])
+    >>> stored = replayable(r)
+    >>> stored.tools, stored.text
+    ([{'type': 'function', 'name': 'f'}], {'format': {'type': 'json_schema', 'name': 'n'}})
+    """
+    fmt = response.text.get("format") or {}
+    return response.model_copy(update={
+        "tools": [{k: t[k] for k in ("type", "name") if k in t} for t in response.tools],
+        "text": {**response.text, "format": {k: fmt[k] for k in ("type", "name", "strict") if k in fmt}}})
+
+
+class _Space:
+    """One namespace's responses, least recently used first, and the characters they hold."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[str, Stored] = OrderedDict()
+        self.chars = 0
+
+    def add(self, response_id: str, stored: Stored) -> None:
+        self.entries[response_id] = stored
+        self.chars += stored.size
+
+    def remove(self, response_id: str) -> bool:
+        stored = self.entries.pop(response_id, None)
         if stored is None:
             return False
-        self._chars -= stored.size
+        self.chars -= stored.size
         return True
 
-    def _expire(self) -> None:
-        """Drop responses past their age (by insertion time; LRU order only moves on reads, so scan)."""
-        cutoff = self._clock() - self.max_age_s
-        for key in [k for k, s in self._entries.items() if s.at < cutoff]:
-            self._remove(key)
+    def expire(self, cutoff: float) -> None:
+        """Drop responses stored before ``cutoff`` (by insertion time; LRU order only moves on reads, so scan)."""
+        for response_id in [r for r, s in self.entries.items() if s.at < cutoff]:
+            self.remove(response_id)

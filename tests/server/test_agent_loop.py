@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from hammer.server.agent_loop import answer_messages, answered_calls, call_key, current_turn, has_tool_results
+import pytest
+from hammer.server.agent_loop import (
+    answer_messages,
+    answered_calls,
+    answered_tools,
+    call_key,
+    current_turn,
+    has_tool_results,
+)
+from hammer.server.constraints import ToolMode, calls_schema, plan_tools, remaining_plan
+from hammer.server.grammar import SchemaLimits
+from hammer.server.protocol import NamedToolChoice, Tool
 
 
 def call(call_id: str, name: str, arguments: str) -> dict:
@@ -73,3 +84,50 @@ class TestAnswerMessages:
     def test_no_results_means_no_answer_instruction(self):
         out = answer_messages([QUESTION], False)
         assert out == [QUESTION]
+
+
+class TestAnsweredTools:
+    def test_names_the_tools_whose_calls_got_a_result(self):
+        two = {"role": "assistant", "tool_calls": [call("a", "f", "{}"), call("b", "g", "{}")]}
+        assert answered_tools([QUESTION, two, {"role": "tool", "tool_call_id": "b", "content": "2"}]) == {"g"}
+
+    def test_a_new_question_starts_afresh(self):
+        assert answered_tools([QUESTION, CALLED, RESULT, {"role": "user", "content": "Again?"}]) == frozenset()
+
+
+def tools(*names: str) -> list[Tool]:
+    return [Tool.model_validate({"type": "function", "function": {"name": n}}) for n in names]
+
+
+def plan(choice, *names: str, parallel: bool = True):
+    return plan_tools(tools(*names), choice, parallel, 8, SchemaLimits())
+
+
+class TestRemainingPlan:
+    """What a pass under "required" offers once the model only repeated answered calls."""
+
+    def test_offers_the_tools_not_called_and_still_asks_for_a_call(self):
+        remaining = remaining_plan(plan("required", "get_weather", "final_result"), frozenset({"get_weather"}))
+        assert remaining is not None and remaining.mode == ToolMode.REQUIRED
+        assert [f.name for f in remaining.functions] == ["final_result"]
+        schema = calls_schema(remaining, 8, 64)
+        assert schema["minItems"] == 1 and schema["items"]["properties"]["name"] == {"const": "final_result"}
+
+    def test_nothing_left_when_every_tool_was_called(self):
+        assert remaining_plan(plan("required", "f", "g"), frozenset({"f", "g"})) is None
+
+    @pytest.mark.parametrize("choice", ["auto", NamedToolChoice.model_validate(
+        {"type": "function", "function": {"name": "f"}})])
+    def test_only_required_gets_another_offer(self, choice):
+        assert remaining_plan(plan(choice, "f", "g"), frozenset({"f"})) is None
+
+
+class TestNamedChoice:
+    def test_a_named_choice_allows_exactly_one_call_even_with_parallel_calls(self):
+        named = NamedToolChoice.model_validate({"type": "function", "function": {"name": "g"}})
+        schema = calls_schema(plan(named, "f", "g", parallel=True), 8, 64)
+        assert (schema["minItems"], schema["maxItems"]) == (1, 1)
+        assert schema["items"]["properties"]["name"] == {"const": "g"}
+
+    def test_required_still_allows_parallel_calls(self):
+        assert calls_schema(plan("required", "f", "g"), 8, 64)["maxItems"] == 8

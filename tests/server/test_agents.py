@@ -5,7 +5,10 @@ loop written by hand, the OpenAI Agents SDK (chat-completions model), LangChain 
 ``ToolMessage``) and pydantic-ai. The tool takes a nested pydantic model, so the schema each
 library sends has ``$defs`` + ``$ref`` (a second parameter keeps pydantic-ai from using the
 nested model as the whole parameter schema). Each test checks that the tool ran, that the loop ended
-before its turn limit, and that the final answer is text holding the tool's result.
+before its turn limit, and that the final answer is text holding the tool's result. The last
+section gives the same agents an output type as well as tools (the Agents SDK's ``output_type``
+on chat and Responses models, LangChain's ``ProviderStrategy``, pydantic-ai's ``output_type``,
+instructor's ``create_iterable``): each must end with an instance of it.
 """
 
 from __future__ import annotations
@@ -214,3 +217,147 @@ def test_pydantic_ai(base_url):
     result = agent.run_sync(QUESTION, usage_limits=UsageLimits(request_limit=MAX_TURNS))
     sent.assert_refs_sent()
     assert_answer(weather, result.output)
+
+
+# -- tools with structured output (issue 23): each library's agent ends with its output type ---------
+
+
+class Forecast(BaseModel):
+    """The structured answer: the agent's output type."""
+
+    city: str
+    temperature_celsius: int
+
+
+def assert_forecast(weather: WeatherTool, output: Any) -> None:
+    print(f"tool calls: {weather.calls}\nfinal output: {output!r}")  # shown by pytest -rA
+    assert isinstance(output, Forecast), f"the agent did not end with its output type: {output!r}"
+
+
+def responses_record(sent: Sent) -> httpx.AsyncClient:
+    """An async client that keeps the bodies sent to /responses as ``Sent`` keeps chat's."""
+
+    async def record(request: httpx.Request) -> None:
+        if request.url.path.endswith("/responses"):
+            sent.bodies.append(json.loads(request.content))
+
+    return httpx.AsyncClient(event_hooks={"request": [record]}, timeout=300)
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_openai_agents_sdk_output_type(base_url, api):
+    from agents import (
+        Agent,
+        ModelSettings,
+        OpenAIChatCompletionsModel,
+        OpenAIResponsesModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+
+    set_tracing_disabled(True)
+    weather = WeatherTool()
+
+    @function_tool
+    def get_weather(location: Location, unit: Unit = "celsius") -> str:
+        """Get the current weather at a location."""
+        return weather(location, unit)
+
+    sent = Sent()
+    http = sent.async_client() if api == "chat" else responses_record(sent)
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, http_client=http)
+    model = (OpenAIChatCompletionsModel(model=MODEL, openai_client=client) if api == "chat"
+             else OpenAIResponsesModel(model=MODEL, openai_client=client))
+    agent = Agent(name="assistant", tools=[get_weather], output_type=Forecast, model=model,
+                  model_settings=ModelSettings(temperature=0))
+    result = asyncio.run(Runner.run(agent, QUESTION, max_turns=MAX_TURNS))  # MaxTurnsExceeded otherwise
+    assert sent.bodies and all("tools" in b for b in sent.bodies)
+    formats = [b.get("response_format") or b.get("text", {}).get("format") for b in sent.bodies]
+    assert all(f and f["type"] == "json_schema" for f in formats), "tools and the output schema in one request"
+    assert_forecast(weather, result.final_output)
+
+
+def test_langchain_create_agent_provider_strategy(base_url):
+    from langchain.agents import create_agent
+    from langchain.agents.structured_output import ProviderStrategy
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    weather = WeatherTool()
+
+    @tool(args_schema=WeatherArgs, description=WEATHER_DESCRIPTION)
+    def get_weather(location: Location, unit: Unit = "celsius") -> str:
+        return weather(location, unit)
+
+    sent = Sent()
+    llm = ChatOpenAI(base_url=base_url, api_key="unused", model=MODEL, temperature=0, seed=SEED, max_retries=0,
+                     http_client=sent.client())
+    agent = create_agent(llm, tools=[get_weather], response_format=ProviderStrategy(Forecast))
+    # GraphRecursionError if the loop does not end in time (two steps per model turn).
+    result = agent.invoke({"messages": [{"role": "user", "content": QUESTION}]},
+                          {"recursion_limit": 2 * MAX_TURNS + 1})
+    assert sent.bodies and all("tools" in b and "response_format" in b for b in sent.bodies)
+    assert_forecast(weather, result["structured_response"])
+
+
+def weather_answered() -> list[Any]:
+    """pydantic-ai history in which get_weather was called and answered (the issue's reproduction)."""
+    from pydantic_ai.messages import ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart, UserPromptPart
+
+    return [ModelRequest(parts=[UserPromptPart(QUESTION)]),
+            ModelResponse(parts=[ToolCallPart("get_weather", {"location": {"city": "Paris", "country": "France"}},
+                                              tool_call_id="c1")]),
+            ModelRequest(parts=[ToolReturnPart("get_weather", RESULT, tool_call_id="c1")])]
+
+
+@pytest.mark.parametrize("history", ["fresh", "weather answered"])
+def test_pydantic_ai_output_type_with_tools(base_url, history):
+    from pydantic_ai import Agent
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    try:
+        from pydantic_ai.models.openai import OpenAIChatModel
+    except ImportError:  # releases before 1.0 name it OpenAIModel
+        from pydantic_ai.models.openai import OpenAIModel as OpenAIChatModel
+
+    weather = WeatherTool()
+    sent = Sent()
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, http_client=sent.async_client())
+    agent = Agent(OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client)), output_type=Forecast,
+                  model_settings={"temperature": 0, "seed": SEED})
+
+    @agent.tool_plain
+    def get_weather(location: Location, unit: Unit = "celsius") -> str:
+        """Get the current weather at a location."""
+        return weather(location, unit)
+
+    # Its default limits: UsageLimitExceeded after 50 requests.
+    result = (agent.run_sync(QUESTION) if history == "fresh" else agent.run_sync(message_history=weather_answered()))
+    # Its output is a tool (final_result), asked for under tool_choice "required": after an answered
+    # get_weather the loop guard must lead there, not to 50 repeats of get_weather.
+    assert all(b.get("tool_choice") == "required" for b in sent.bodies), [b.get("tool_choice") for b in sent.bodies]
+    assert len(sent.bodies) <= MAX_TURNS, f"{len(sent.bodies)} requests"
+    if history != "fresh":
+        assert not weather.calls, f"the answered call was repeated: {weather.calls}"
+    assert_forecast(weather, result.output)
+
+
+def test_instructor_create_iterable(base_url):
+    import instructor
+
+    class User(BaseModel):
+        name: str
+        age: int
+
+    sent = Sent()
+    client = instructor.from_openai(openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0,
+                                                  http_client=sent.client()), mode=instructor.Mode.TOOLS)
+    users = list(client.chat.completions.create_iterable(
+        model=MODEL, temperature=0, seed=SEED, response_model=User, max_retries=0,
+        messages=[{"role": "user", "content": "Jason is 25. Sarah is 30."}]))
+    print(f"users: {users}")
+    (body,) = sent.bodies
+    assert body["tool_choice"]["type"] == "function", "create_iterable names its tool"
+    assert users and all(isinstance(u, User) for u in users), users
+    assert 25 in [u.age for u in users], users

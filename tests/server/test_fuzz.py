@@ -46,14 +46,19 @@ def test_every_answer_is_documented_and_never_5xx(case, fuzzed_server):
         # Name the served model (else nearly every case stops at 404) and keep completions short.
         if isinstance(case.body.get("model"), str):
             case.body["model"] = EMBEDDED_NAME
-        for limit in ("max_tokens", "max_output_tokens"):  # chat completions, responses
-            if case.body.get(limit) is None or (type(case.body[limit]) is int and case.body[limit] > MAX_TOKENS):
+        for limit in ("max_tokens", "max_output_tokens"):  # chat completions and messages, responses
+            # Messages: max_tokens is required (its absence is a case to refuse) and count_tokens takes none.
+            fill = case.body.get(limit) is None and not case.path.startswith("/v1/messages")
+            if fill or (type(case.body.get(limit)) is int and case.body[limit] > MAX_TOKENS):
                 case.body[limit] = MAX_TOKENS
     # positive_data_acceptance is left out: the schema cannot say that tool_choice needs tools or
     # that the prompt must fit the context, so schema-valid requests may rightly get a 400.
     response = case.call(base_url=fuzzed_server, timeout=150)
     case.validate_response(response, excluded_checks=[positive_data_acceptance])
-    if response.status_code >= 400:
+    if response.status_code >= 400 and case.path.startswith("/v1/messages"):  # Anthropic's shape there
+        body = response.json()
+        assert body["type"] == "error" and set(body["error"]) == {"type", "message"} and body["error"]["message"]
+    elif response.status_code >= 400:
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"} and error["message"]
 

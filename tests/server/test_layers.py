@@ -15,8 +15,9 @@ from hammer.server.settings import Settings
 
 BACKENDS = Path(__file__).resolve().parents[2] / "server" / "backends"
 # Modules above the backend layer (HTTP shapes, request orchestration, tool constraints).
-UPPER = ("hammer.server.constraints", "hammer.server.serving", "hammer.server.protocol", "hammer.server.app",
-         "hammer.server.errors", "hammer.server.streaming", "hammer.server.responses")
+UPPER = ("hammer.server.constraints", "hammer.server.convert", "hammer.server.serving", "hammer.server.protocol",
+         "hammer.server.app", "hammer.server.errors", "hammer.server.streaming", "hammer.server.responses",
+         "hammer.server.messages")
 
 
 def upward_imports(path: Path) -> list[str]:

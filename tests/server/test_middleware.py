@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from hammer.server.app import create_app
 from hammer.server.backends.fake import FakeBackend
@@ -64,6 +65,27 @@ class TestApiKeys:
             metrics = client.get("/metrics").text
         assert 'hammer_requests_total{route="/v1/models",status="401"} 1.0' in metrics
         assert 'hammer_requests_total{route="unmatched",status="401"} 1.0' in metrics  # label values stay bounded
+
+    def test_x_api_key_is_accepted_as_bearer_is(self):
+        with client_for(api_key=["k1", "k2"]) as client:
+            assert client.get("/v1/models", headers={"x-api-key": "k2"}).status_code == 200
+            both = client.get("/v1/models", headers={"x-api-key": "k1", "Authorization": "Bearer k1"})
+            assert both.status_code == 200
+            assert client.get("/v1/models", headers={"x-api-key": "nope"}).status_code == 401
+
+    @pytest.mark.parametrize("headers", [
+        [("Authorization", "Bearer k1"), ("Authorization", "Bearer k2")],  # a proxy and this server may read either
+        [("Authorization", "Bearer k2"), ("Authorization", "Bearer k2")],
+        [("x-api-key", "k1"), ("x-api-key", "k2")],
+        [("Authorization", "Bearer k1"), ("x-api-key", "k2")],  # two kinds that disagree
+        [("Authorization", "Basic k1")],
+    ], ids=["two-bearers", "one-bearer-twice", "two-x-api-keys", "bearer-and-other-x-api-key", "basic"])
+    def test_anything_but_one_credential_is_a_401(self, headers):
+        with client_for(api_key=["k1", "k2"]) as client:
+            response = client.get("/v1/models", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["message"] == ("Incorrect API key provided. Send one key, as "
+                                                       "'Authorization: Bearer KEY' or 'x-api-key: KEY'.")
 
     def test_metrics_protected_by_default(self):
         with client_for(api_key=["k"]) as client:

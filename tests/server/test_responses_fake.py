@@ -265,6 +265,49 @@ class TestStore:
         assert mine.status_code == 200
         assert theirs.status_code == 404 and anonymous.status_code == 401
 
+    def test_the_namespace_is_the_key_that_authenticated(self):
+        client, _ = make_client(["Hi"], api_key=["k1", "k2"])
+        with client:
+            first = client.post("/v1/responses", json={"model": "fake", "input": "hi"},
+                                headers={"x-api-key": "k1"}).json()
+            path = f"/v1/responses/{first['id']}"
+            assert client.get(path, headers={"Authorization": "Bearer k1"}).status_code == 200
+            assert client.get(path, headers={"x-api-key": "k2"}).status_code == 404
+            # Another key placed last (or first) beside k1 names no namespace: the request is refused.
+            for headers in ([("Authorization", "Bearer k1"), ("Authorization", "Bearer k2")],
+                            [("Authorization", "Bearer k2"), ("Authorization", "Bearer k1")]):
+                assert client.delete(path, headers=headers).status_code == 401
+            assert client.delete(path, headers={"x-api-key": "k2"}).status_code == 404
+            assert client.get(path, headers={"x-api-key": "k1"}).status_code == 200  # still there
+
+    def test_one_key_cannot_evict_another_keys_responses(self):
+        store = ResponseStore(max_responses=10, max_chars=20_000, shares=2)
+
+        def response(rid: str, text: str = "x") -> ResponseObject:
+            return ResponseObject(id=rid, status="completed", model="m", parallel_tool_calls=True, temperature=1,
+                                  top_p=1, text={}, tool_choice="auto", tools=[],
+                                  output=[OutputMessage(id="msg", content=[OutputText(text=text)])])
+
+        assert store.put("k1", response("mine"), [])
+        for i in range(20):
+            store.put("k2", response(f"theirs-{i}", "y" * 3000), [])
+        assert store.get("k1", "mine") is not None  # k2 filled only its own half
+        assert store.get("k2", "theirs-19") is not None and store.get("k2", "theirs-0") is None
+        assert not store.put("k2", response("too-big", "y" * 12_000), [])  # larger than a share
+
+    def test_a_stored_response_keeps_no_descriptions_or_schemas(self):
+        client, _ = make_client(["Hi"])
+        schema = {"type": "object", "description": "d" * 2_000}
+        with client:
+            created = post(client, tools=[{**WEATHER, "description": "w" * 2_000}],
+                           text={"format": {"type": "json_schema", "name": "out", "schema": schema}}).json()
+            stored = client.get(f"/v1/responses/{created['id']}").json()
+            follow_up = post(client, previous_response_id=created["id"], input="And tomorrow?")
+        assert created["tools"][0]["description"] == "w" * 2_000  # the answer itself echoes the request
+        assert stored["tools"] == [{"type": "function", "name": WEATHER["name"]}]
+        assert stored["text"] == {"format": {"type": "json_schema", "name": "out"}}
+        assert stored["output"] == created["output"] and follow_up.status_code == 200
+
     def test_bounds(self):
         now = [0.0]
         store = ResponseStore(max_responses=2, max_age_s=10, max_chars=10_000, clock=lambda: now[0])

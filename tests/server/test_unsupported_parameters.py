@@ -69,7 +69,8 @@ class TestChatParametersThatAskForNothing:
         ({"reasoning_effort": "low"}, "does not reason"), ({"modalities": ["text", "audio"]}, "only text"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "only text"), ({"verbosity": "low"}, "verbosity"),
         ({"prediction": {"type": "content", "content": "x"}}, "predicted outputs"),
-        ({"web_search_options": {}}, "web search"), ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata has 17 keys; at most 16")])
+        ({"web_search_options": {}}, "web search"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata has 17 keys; at most 16")])
     def test_asking_for_more_is_refused_by_name(self, client, extra, words):
         (param,) = extra
         message = refused(client.post("/v1/chat/completions", json={**CHAT, **extra}), param)

@@ -17,8 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build = actions.add_parser("build", help="build a training set from xLAM-format data",
                                description="Build Hammer training rows from xLAM-function-calling-60k-format data.")
     build.add_argument("--input", required=True, metavar="SOURCE",
-                       help="xLAM data: a .json/.jsonl file, or a Hugging Face dataset name "
-                            "(e.g. Salesforce/xlam-function-calling-60k; needs network and `datasets`)")
+                       help="xLAM data: a .json/.jsonl file, a Hugging Face dataset name "
+                            "(e.g. Salesforce/xlam-function-calling-60k; needs network and `datasets`), or "
+                            "bfcl-offline[:CATEGORY,...]: BFCL's unscored categories from the installed bfcl-eval "
+                            "(live_*, exec_*, rest, sql), rows overlapping BFCL's test dropped")
+    build.add_argument("--max-examples", type=int, metavar="N",
+                       help="use N source examples drawn at random (same seed and N: the same ones), "
+                            "before augmentation (default: all)")
     build.add_argument("--output", required=True, metavar="TRAIN.jsonl", help="where to write the rows")
     build.add_argument("--masking-ratio", type=float, default=DEFAULT_MASKING_RATIO,
                        help="share of rows with function masking (default: %(default)s; 0.67 = released code)")
@@ -40,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = build(args.input, args.output, args.masking_ratio, args.irrelevance_ratio, args.seed,
-                       args.prompt_format, args.on_error)
+                       args.prompt_format, args.on_error, args.max_examples)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
         print(f"hammer data build: {exc}", file=sys.stderr)
         return 2
+    if report.source_note:
+        print(f"hammer data build: {report.source_note}")
     if report.skipped:
         print(f"hammer data build: {report.skipped_summary()}", file=sys.stderr)
     print(f"wrote {args.output}: {report}")

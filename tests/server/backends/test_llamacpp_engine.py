@@ -5,9 +5,11 @@ result, and memory stays bounded over a long run."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import resource
 import time
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -308,6 +310,42 @@ class TestPersistedCache:
             assert first_call(again.run(request)[0][0]) == first_call(expected[0])
         finally:
             again.close()
+
+
+    def test_a_file_claiming_more_than_the_models_state_allocates_nothing(self, tmp_path):
+        first = Served(n_ctx=2048, parallel=1, cache_tokens=4096, cache_dir=tmp_path)
+        try:
+            first.run(tool_request([WEATHER], "What's the weather in Paris?", max_tokens=1))
+        finally:
+            first.close()
+        folder = next(tmp_path.rglob("prefix-0001.npz")).parent
+        # A header claiming 3 GiB in a file of a few hundred bytes (issue 22), and an honest 64 MiB
+        # state for 40 tokens, far more than this model's state of 40 tokens.
+        with zipfile.ZipFile(folder / "prefix-0000.npz", "w") as archive:
+            archive.writestr("tokens.npy", _npy_header((40,), "<i4") + np.arange(40, dtype=np.int32).tobytes())
+            archive.writestr("state.npy", _npy_header((3 << 30,), "|u1") + bytes(8))
+        np.savez(folder / "prefix-0002.npz", tokens=np.arange(40, dtype=np.int32), state=np.zeros(64 << 20, np.uint8))
+        peak = _peak_rss_mib()
+        again = Served(n_ctx=2048, parallel=1, cache_tokens=4096, cache_dir=tmp_path)
+        try:
+            assert again.backend.prefix_cache_stats().entries == 1  # the real one still loads
+            assert _peak_rss_mib() - peak < 512  # neither claim was given memory
+        finally:
+            again.close()
+
+
+def _npy_header(shape: tuple[int, ...], descr: str) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+def _peak_rss_mib() -> float:
+    """This process's highest RSS so far (VmHWM): a mapping filled and dropped during a start still shows."""
+    for line in open("/proc/self/status").read().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
 
 
 class TestLongRun:

@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 hypothesis = pytest.importorskip("hypothesis")
-from hammer.server.grammar import SchemaRejected, prepare_schema, sequence_gbnf  # noqa: E402
+from hammer.server.grammar import SchemaRejected, checked_schema, sequence_gbnf  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -67,7 +67,7 @@ def engine() -> Iterator[Engine]:
 def check(engine: Engine, schema: Any, validate: bool, walks: int = 2, seed: int = 0) -> str:
     """Prepare + write the grammar; it must parse, and finished walks must validate. Returns "rejected"/"ok"."""
     try:
-        prepare_schema(schema)
+        checked_schema(schema)
         grammar = sequence_gbnf(PREFIX, schema, SUFFIX)
     except SchemaRejected:
         return "rejected"

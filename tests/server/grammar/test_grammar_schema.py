@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hammer.server.grammar import SchemaLimits, SchemaRejected, prepare_schema, resolve_refs
+from hammer.server.grammar import SchemaLimits, SchemaRejected, checked_schema, resolve_refs
 from hammer.server.grammar.shape import check_shape
 
 
@@ -87,25 +87,25 @@ class TestResolveRefs:
 class TestPrepareSchema:
     def test_reproducer_deep_nesting(self) -> None:
         with pytest.raises(SchemaRejected):
-            prepare_schema(nested(401))
+            checked_schema(nested(401))
         with pytest.raises(SchemaRejected, match="subschemas nest more than 16"):
-            prepare_schema(nested(17))
-        assert prepare_schema(nested(15))
+            checked_schema(nested(17))
+        assert checked_schema(nested(15))
 
     def test_reproducer_huge_min_length_and_min_items(self) -> None:
         with pytest.raises(SchemaRejected, match="minLength 1000000000") as info:
-            prepare_schema({"type": "string", "minLength": 1_000_000_000})
+            checked_schema({"type": "string", "minLength": 1_000_000_000})
         assert info.value.pointer == "/minLength"
         with pytest.raises(SchemaRejected, match="minItems"):
-            prepare_schema({"type": "array", "minItems": 30_000_000})
+            checked_schema({"type": "array", "minItems": 30_000_000})
 
     def test_max_length_and_max_items_are_capped(self) -> None:
-        assert prepare_schema({"type": "string", "maxLength": 10**9})["maxLength"] == 1024
-        assert prepare_schema({"type": "array", "maxItems": 10_000})["maxItems"] == 64
+        assert checked_schema({"type": "string", "maxLength": 10**9})["maxLength"] == 1024
+        assert checked_schema({"type": "array", "maxItems": 10_000})["maxItems"] == 64
 
     def test_reproducer_huge_enum(self) -> None:
         with pytest.raises(SchemaRejected, match="enum has 100000 values"):
-            prepare_schema({"enum": [str(i) for i in range(100_000)]})
+            checked_schema({"enum": [str(i) for i in range(100_000)]})
 
     @pytest.mark.parametrize("keyword, value", [
         ("not", {"type": "null"}), ("if", {}), ("dependentSchemas", {}), ("dependentRequired", {}),
@@ -114,61 +114,61 @@ class TestPrepareSchema:
     ])
     def test_rejected_keywords_name_themselves(self, keyword: str, value: object) -> None:
         with pytest.raises(SchemaRejected) as info:
-            prepare_schema({"type": "object", "properties": {"a": {keyword: value}}})
+            checked_schema({"type": "object", "properties": {"a": {keyword: value}}})
         assert info.value.pointer == f"/properties/a/{keyword}"
 
     def test_unique_items_is_left_to_validation(self) -> None:
         # Pydantic sends it for every set[...]: refusing it would refuse those tools.
-        assert prepare_schema({"type": "array", "uniqueItems": True, "maxItems": 3}) == {"type": "array", "maxItems": 3}
+        assert checked_schema({"type": "array", "uniqueItems": True, "maxItems": 3}) == {"type": "array", "maxItems": 3}
 
     def test_annotations_are_dropped(self) -> None:
         schema = {"type": "string", "title": "t", "description": "d", "default": "x", "examples": ["y"],
                   "$schema": "https://json-schema.org/draft/2020-12/schema", "format": "email", "x-custom": 1}
-        assert prepare_schema(schema) == {"type": "string"}
+        assert checked_schema(schema) == {"type": "string"}
 
     def test_false_subschemas(self) -> None:
-        assert prepare_schema({"type": "object", "properties": {"a": False, "b": {}}}) == \
+        assert checked_schema({"type": "object", "properties": {"a": False, "b": {}}}) == \
             {"type": "object", "properties": {"a": False, "b": {}}}
         with pytest.raises(SchemaRejected, match="no value can match"):
-            prepare_schema(False)
+            checked_schema(False)
         with pytest.raises(SchemaRejected, match="no value can match"):
-            prepare_schema({"anyOf": [False, {"type": "string", "enum": [1]}]})
-        assert prepare_schema({"anyOf": [False, {"type": "null"}]}) == {"type": "null"}
-        assert prepare_schema(True) == {} and prepare_schema({}) == {}
+            checked_schema({"anyOf": [False, {"type": "string", "enum": [1]}]})
+        assert checked_schema({"anyOf": [False, {"type": "null"}]}) == {"type": "null"}
+        assert checked_schema(True) == {} and checked_schema({}) == {}
 
     def test_enum_is_filtered_by_the_rest_of_the_node(self) -> None:
-        assert prepare_schema({"type": "string", "enum": ["a", 1, "bb", None], "maxLength": 1}) == {"const": "a"}
-        assert prepare_schema({"enum": [1, 1.0, True]}) == {"enum": [1, True]}
+        assert checked_schema({"type": "string", "enum": ["a", 1, "bb", None], "maxLength": 1}) == {"const": "a"}
+        assert checked_schema({"enum": [1, 1.0, True]}) == {"enum": [1, True]}
 
     def test_all_of_is_merged(self) -> None:
         schema = {"allOf": [
             {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
             {"properties": {"a": {"maxLength": 3}, "b": {"type": "integer"}}, "required": ["b"]},
         ]}
-        assert prepare_schema(schema) == {
+        assert checked_schema(schema) == {
             "type": "object", "properties": {"a": {"type": "string", "maxLength": 3}, "b": {"type": "integer"}},
             "required": ["a", "b"]}
 
     def test_all_of_that_cannot_merge_exactly_is_rejected(self) -> None:
         with pytest.raises(SchemaRejected, match="two different patterns"):
-            prepare_schema({"allOf": [{"pattern": "^a"}, {"pattern": "b$"}]})
+            checked_schema({"allOf": [{"pattern": "^a"}, {"pattern": "b$"}]})
 
     def test_siblings_are_distributed_into_any_of(self) -> None:
         schema = {"type": "object", "required": ["k"], "anyOf": [
             {"properties": {"k": {"const": "x"}}}, {"properties": {"k": {"const": "y"}}}]}
-        out = prepare_schema(schema)
+        out = checked_schema(schema)
         assert [b["properties"]["k"] for b in out["anyOf"]] == [{"const": "x"}, {"const": "y"}]
         assert all(b["required"] == ["k"] and b["type"] == "object" for b in out["anyOf"])
 
     def test_integer_range_contradiction_is_no_value(self) -> None:
         with pytest.raises(SchemaRejected, match="no value"):
-            prepare_schema({"type": "integer", "minimum": 5, "exclusiveMaximum": 5})
+            checked_schema({"type": "integer", "minimum": 5, "exclusiveMaximum": 5})
 
     def test_bad_keyword_values_are_rejected_not_crashes(self) -> None:
         for schema in ({"minLength": "x"}, {"type": "strin"}, {"required": [1]}, {"enum": 3},
                        {"pattern": 5}, {"anyOf": []}, {"items": [{}]}, {"properties": []}):
             with pytest.raises(SchemaRejected):
-                prepare_schema(schema)
+                checked_schema(schema)
 
     def test_typical_tool_schema_is_fast(self) -> None:
         tool = {"type": "object", "properties": {
@@ -181,5 +181,5 @@ class TestPrepareSchema:
              "required": ["name", "arguments"], "additionalProperties": False} for i in range(10)]}}
         start = time.perf_counter()
         for _ in range(10):
-            prepare_schema(schema)
+            checked_schema(schema)
         assert (time.perf_counter() - start) / 10 < 0.05  # generous: 2 shared cores
