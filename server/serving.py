@@ -82,6 +82,8 @@ class EndEvent:
     usage: Usage
     content: str | None = None
     invalid: tuple[InvalidToolCall, ...] = ()
+    #: The client's stop sequence that ended the text, if one did.
+    stop_sequence: str | None = None
 
 
 Event = Union[ContentEvent, CallEvent, EndEvent]
@@ -306,7 +308,7 @@ class ChatService:
                 yield ContentEvent(chunk.text, chunk.logprobs)
             if chunk.finish_reason:
                 yield EndEvent(chunk.finish_reason, add_usage(earlier, prompt_tokens, chunk.completion_tokens),
-                               invalid=invalid)
+                               invalid=invalid, stop_sequence=chunk.stop_sequence)
 
     async def _tool_events(self, prepared: Prepared) -> AsyncIterator[Event]:
         calls = _CallPass(prepared.plan, set(), [])

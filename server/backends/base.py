@@ -91,6 +91,8 @@ class Chunk:
     completion_tokens: int = 0
     #: Logprobs of the tokens produced since the previous chunk (when the request asked for them).
     logprobs: tuple[TokenLogprob, ...] = ()
+    #: The stop sequence that ended the generation (finish "stop"), if one did rather than the model.
+    stop_sequence: str | None = None
 
 
 @dataclass

@@ -392,7 +392,8 @@ class BatchEngine:
         sequence.generated.append(token)
         text = sequence.stops.feed(sequence.decoder.decode(self._vocab.piece(token)))
         if sequence.stops.stopped:
-            self._end(sequence, Chunk(text, "stop", len(sequence.generated), tuple(sequence.logprobs)))
+            self._end(sequence, Chunk(text, "stop", len(sequence.generated), tuple(sequence.logprobs),
+                                      stop_sequence=sequence.stops.matched))
             return
         if text:
             job.emit(Chunk(text, logprobs=tuple(sequence.logprobs)))

@@ -13,8 +13,8 @@ class StopMatcher:
     """Feed text pieces; get what is safe to emit and whether a stop sequence ended the text.
 
     >>> m = StopMatcher(("END",))
-    >>> m.feed("abcE"), m.feed("NDxyz"), m.stopped
-    ('abc', '', True)
+    >>> m.feed("abcE"), m.feed("NDxyz"), m.stopped, m.matched
+    ('abc', '', True, 'END')
     >>> m = StopMatcher(("abcd", "bc"))      # a stop inside another's prefix ends the text first
     >>> m.feed("xab"), m.feed("c"), m.stopped
     ('x', 'a', True)
@@ -34,6 +34,8 @@ class StopMatcher:
         self._build()
         self._state = 0
         self.stopped = False
+        #: The stop sequence that ended the text (Anthropic's ``stop_sequence``), once ``stopped``.
+        self.matched: str | None = None
 
     def _build(self) -> None:
         for index, stop in enumerate(self._stops):
@@ -78,6 +80,8 @@ class StopMatcher:
             state = self._step(state, char)
             if self._hit[state]:
                 self.stopped = True
+                # The stop ending here is the tail of the held-back text and what came since.
+                self.matched = (self._held(held) + text[: i + 1])[-self._hit[state]:]
                 return self._release(held, text, held + i + 1 - self._hit[state], 0)
         return self._release(held, text, held + len(text) - self._depth[state], state)
 

@@ -390,7 +390,9 @@ class VLLMBackend(Backend):
                 logprobs = self._logprobs(completion, request.params.logprobs)
                 if output.finished:
                     finished = True
-                    yield Chunk(completion.text, finish, tokens, logprobs)  # type: ignore[arg-type]
+                    matched = completion.stop_reason if isinstance(completion.stop_reason, str) else None
+                    yield Chunk(completion.text, finish, tokens, logprobs,  # type: ignore[arg-type]
+                                stop_sequence=matched)
                     return
                 if completion.text or logprobs:
                     yield Chunk(completion.text, logprobs=logprobs)

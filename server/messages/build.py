@@ -20,8 +20,8 @@ from hammer.server.serving import CallEvent, ChatService, ContentEvent, EndEvent
 
 log = logging.getLogger(__name__)
 
-# The pipeline's finish reasons as Anthropic's stop reasons. A stop sequence ends the text with
-# finish "stop" too, and the events do not say which of the two it was: both read "end_turn".
+# The pipeline's finish reasons as Anthropic's stop reasons; a stop sequence that ended the text
+# (finish "stop" with the sequence named) is "stop_sequence".
 _STOP_REASONS: dict[str, StopReason] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 
@@ -108,11 +108,12 @@ class MessageBuilder:
         message = self.message
         cut_by_context = end.finish_reason == "length" and self.context_bound
         message.stop_reason = "model_context_window_exceeded" if cut_by_context else \
-            _STOP_REASONS.get(end.finish_reason, "end_turn")
+            "stop_sequence" if end.stop_sequence is not None else _STOP_REASONS.get(end.finish_reason, "end_turn")
+        message.stop_sequence = end.stop_sequence
         message.usage = MessageUsage(input_tokens=end.usage.prompt_tokens, output_tokens=end.usage.completion_tokens)
         message.invalid_tool_calls = list(end.invalid) or None
         self.done = True
-        delta: dict[str, Any] = {"stop_reason": message.stop_reason, "stop_sequence": None}
+        delta: dict[str, Any] = {"stop_reason": message.stop_reason, "stop_sequence": message.stop_sequence}
         if message.invalid_tool_calls:
             delta["invalid_tool_calls"] = [i.model_dump() for i in message.invalid_tool_calls]
         # input_tokens too: an answer pass after tool results adds its prompt to the one message_start gave.

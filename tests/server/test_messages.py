@@ -105,6 +105,19 @@ def test_stream_accumulates_the_created_message(client):
     assert streamed.usage.input_tokens == created.usage.input_tokens and streamed.usage.output_tokens > 0
 
 
+def test_a_stop_sequence_is_named_as_the_stop(client):
+    # Any English answer holds an "e": the text ends before the first one, and says so.
+    request = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": "Name three colors."}],
+               "stop_sequences": ["zzz", "e"], "extra_body": GREEDY}
+    created = client.messages.create(**request)
+    with client.messages.stream(**request) as stream:
+        streamed = stream.get_final_message()
+    for message in (created, streamed):
+        assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "e")
+        assert "e" not in message.content[0].text
+    assert streamed.content[0].text == created.content[0].text
+
+
 def test_tool_choice_any_calls_on_small_talk(client):
     message = create(client, messages=[{"role": "user", "content": "Hello, how are you today?"}],
                      tools=MESSAGES_TOOLS, tool_choice={"type": "any"})

@@ -181,6 +181,8 @@ class TestEngine:
         stop = engine_report["stop"]
         assert stop["free"]["text"].startswith(stop["stopped"]["text"] + stop["word"]), stop
         assert stop["stopped"]["finish"] == "stop" and stop["word"] not in stop["stopped"]["text"]
+        # which stop ended it (Anthropic's stop_sequence), and none when the model ended the text
+        assert stop["stopped"]["stop_sequence"] == stop["word"] and stop["free"]["stop_sequence"] is None
 
 
 @pytest.mark.vllm
@@ -347,11 +349,12 @@ def _engine_checks(model_dir: str) -> dict:
     from hammer.prompt_format import render_prompt
 
     async def collect(backend: VLLMBackend, request: GenerationRequest) -> dict:
-        text, finish, tokens = "", None, 0
+        text, finish, tokens, stop_sequence = "", None, 0, None
         async for chunk in backend.generate(request):
             text += chunk.text
             finish, tokens = chunk.finish_reason or finish, chunk.completion_tokens or tokens
-        return {"text": text, "finish": finish, "tokens": tokens}
+            stop_sequence = chunk.stop_sequence or stop_sequence
+        return {"text": text, "finish": finish, "tokens": tokens, "stop_sequence": stop_sequence}
 
     async def main() -> dict:
         # No dtype, eager or memory settings: the CPU defaults must load the model.
