@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
 from typing import Any, AsyncIterator
 
 from hammer.server.admission import Ticket
-from hammer.server.errors import APIError, BackendUnavailable
+from hammer.server.errors import APIError
 from hammer.server.messages.errors import anthropic_error
 from hammer.server.messages.protocol import MessageObject, MessageUsage, StopReason, TextContent, ToolUseContent
 from hammer.server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Event, Prepared
-
-log = logging.getLogger(__name__)
+from hammer.server.sse import named_sse, stream_failure
 
 # The pipeline's finish reasons as Anthropic's stop reasons; a stop sequence that ended the text
 # (finish "stop" with the sequence named) is "stop_sequence".
@@ -133,25 +131,14 @@ async def collect(service: ChatService, prepared: Prepared, builder: MessageBuil
     return builder.message
 
 
-def sse(event: dict[str, Any]) -> str:
-    """Anthropic's framing: the event's type as the SSE event name, the event as its data."""
-    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n"
-
-
 async def stream_events(service: ChatService, prepared: Prepared, builder: MessageBuilder,
                         ticket: Ticket | None = None) -> AsyncIterator[str]:
     """The Messages SSE stream; an error after it started is an ``error`` event, then the end."""
     for event in builder.start():
-        yield sse(event)
+        yield named_sse(event)
     try:
         async for chat_event in service.events(prepared, ticket):
             for event in builder.feed(chat_event):
-                yield sse(event)
-    except APIError as exc:
-        yield sse(builder.error(exc))
-    except asyncio.CancelledError:  # still running when --shutdown-timeout ended: say so, then end
-        yield sse(builder.error(BackendUnavailable("The server is shutting down; retry the request.",
-                                                   code="server_shutting_down")))
-    except Exception:  # the stream has started: report in-band, never drop silently
-        log.exception("streaming message %s failed", builder.message.id)
-        yield sse(builder.error(APIError("The server failed while generating this message.", code="server_error")))
+                yield named_sse(event)
+    except (Exception, asyncio.CancelledError) as exc:  # the stream has started: report in-band, then end
+        yield named_sse(builder.error(stream_failure(exc, "message", builder.message.id)))

@@ -7,13 +7,11 @@ two modes agree by construction.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import uuid
 from typing import Any, AsyncIterator, Callable
 
 from hammer.server.admission import Ticket
-from hammer.server.errors import APIError, BackendUnavailable
+from hammer.server.errors import APIError
 from hammer.server.responses.protocol import (
     IncompleteDetails,
     OutputFunctionCall,
@@ -24,8 +22,7 @@ from hammer.server.responses.protocol import (
     ResponseUsage,
 )
 from hammer.server.serving import CallEvent, ChatService, ContentEvent, EndEvent, Event, Prepared
-
-log = logging.getLogger(__name__)
+from hammer.server.sse import named_sse, stream_failure
 
 
 def new_id(prefix: str) -> str:
@@ -160,28 +157,17 @@ async def collect(service: ChatService, prepared: Prepared, builder: ResponseBui
     return builder.response
 
 
-def sse(event: dict[str, Any]) -> str:
-    """OpenAI's framing: the event's type as the SSE event name, the event as its data."""
-    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n"
-
-
 async def stream_events(service: ChatService, prepared: Prepared, builder: ResponseBuilder, keep: Keep,
                         ticket: Ticket | None = None) -> AsyncIterator[str]:
     """The Responses SSE stream; an error after it started is an ``error`` event, then the end."""
     for event in builder.start():
-        yield sse(event)
+        yield named_sse(event)
     try:
         async for chat_event in service.events(prepared, ticket):
             events = builder.feed(chat_event)
             if builder.done:
                 keep(builder.response)  # kept before response.completed, so a GET right after finds it
             for event in events:
-                yield sse(event)
-    except APIError as exc:
-        yield sse(builder.error(exc))
-    except asyncio.CancelledError:  # still running when --shutdown-timeout ended: say so, then end
-        yield sse(builder.error(BackendUnavailable("The server is shutting down; retry the request.",
-                                                   code="server_shutting_down")))
-    except Exception:  # the stream has started: report in-band, never drop silently
-        log.exception("streaming response %s failed", builder.response.id)
-        yield sse(builder.error(APIError("The server failed while generating this response.", code="server_error")))
+                yield named_sse(event)
+    except (Exception, asyncio.CancelledError) as exc:  # the stream has started: report in-band, then end
+        yield named_sse(builder.error(stream_failure(exc, "response", builder.response.id)))

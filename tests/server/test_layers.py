@@ -17,7 +17,7 @@ BACKENDS = Path(__file__).resolve().parents[2] / "server" / "backends"
 # Modules above the backend layer (HTTP shapes, request orchestration, tool constraints).
 UPPER = ("hammer.server.constraints", "hammer.server.convert", "hammer.server.serving", "hammer.server.protocol",
          "hammer.server.app", "hammer.server.errors", "hammer.server.streaming", "hammer.server.responses",
-         "hammer.server.messages")
+         "hammer.server.messages", "hammer.server.sse")
 
 
 def upward_imports(path: Path) -> list[str]:
