@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_serializer
-
 
 # (issue 22) One stop sequence: bounded, as every user-controlled size is.
 StopText = Annotated[str, StringConstraints(max_length=1024)]
@@ -253,21 +252,30 @@ class InvalidToolCall(BaseModel):
     error: str
 
 
-class ResponseMessage(BaseModel):
+class OmitsUnsetExtensions(BaseModel):
+    """A response model whose extension fields (ours, or legacy ones) are absent, not null, when unset:
+    clients that validate the documented shape never see them."""
+
+    omitted_when_none: ClassVar[tuple[str, ...]] = ("invalid_tool_calls",)
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_extensions(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key in self.omitted_when_none:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+
+class ResponseMessage(OmitsUnsetExtensions):
+    # ``invalid_tool_calls`` is our extension and ``function_call`` legacy: absent unless set.
+    omitted_when_none: ClassVar[tuple[str, ...]] = ("invalid_tool_calls", "function_call")
+
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = None  # legacy requests (``functions``) only
     invalid_tool_calls: list[InvalidToolCall] | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_absent_extension(self, handler: Any) -> dict[str, Any]:
-        # ``invalid_tool_calls`` is our extension and ``function_call`` legacy: absent unless set.
-        data = handler(self)
-        for key in ("invalid_tool_calls", "function_call"):
-            if data.get(key) is None:
-                data.pop(key, None)
-        return data
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "function_call"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from hammer.server.protocol import InvalidToolCall, _Model, _Request, only
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Discriminator, Field, Tag, model_serializer
+from hammer.server.protocol import InvalidToolCall, OmitsUnsetExtensions, _Model, _Request, only
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Discriminator, Field, Tag
 
 
 def _why_unsupported(kind: str) -> str:
@@ -250,7 +250,7 @@ class MessageUsage(BaseModel):
     output_tokens: int
 
 
-class MessageObject(BaseModel):
+class MessageObject(OmitsUnsetExtensions):
     id: str
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
@@ -261,13 +261,6 @@ class MessageObject(BaseModel):
     usage: MessageUsage
     #: Our extension, as on chat's message: calls that failed parsing or their schema; absent when none.
     invalid_tool_calls: list[InvalidToolCall] | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_absent_extension(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("invalid_tool_calls") is None:
-            data.pop("invalid_tool_calls", None)
-        return data
 
 
 class CountTokensResponse(BaseModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal, Union
 
-from hammer.server.protocol import InvalidToolCall, Metadata, ServiceTier, _Model, _Request, only
-from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, model_serializer
+from hammer.server.protocol import InvalidToolCall, Metadata, OmitsUnsetExtensions, ServiceTier, _Model, _Request, only
+from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag
 
 
 class InputTextPart(_Model):
@@ -173,7 +173,7 @@ class IncompleteDetails(BaseModel):
     reason: Literal["max_output_tokens"]
 
 
-class ResponseObject(BaseModel):
+class ResponseObject(OmitsUnsetExtensions):
     id: str
     object: Literal["response"] = "response"
     created_at: int = Field(default_factory=lambda: int(time.time()))
@@ -197,13 +197,6 @@ class ResponseObject(BaseModel):
     user: str | None = None
     #: Our extension, as on chat's message: calls that failed parsing or their schema; absent when none.
     invalid_tool_calls: list[InvalidToolCall] | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_absent_extension(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("invalid_tool_calls") is None:
-            data.pop("invalid_tool_calls", None)
-        return data
 
 
 class DeletedResponse(BaseModel):
